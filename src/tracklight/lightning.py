@@ -1,0 +1,88 @@
+"""Lightning compatibility: make tracklight loggers count as Lightning's own, without importing Lightning.
+
+Lightning checks ``isinstance(logger, Logger)`` (LightningCLI) and
+``isinstance(logger, (TensorBoardLogger, CSVLogger))`` (``Trainer.log_dir``). Lightning's logger
+classes are ABCs, so tracklight's classes are registered as virtual subclasses of them: at once if
+Lightning is already imported, otherwise right after its ``loggers`` module is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+from types import ModuleType
+from typing import Any
+
+#: Lightning modules whose logger classes tracklight's loggers register with.
+LIGHTNING_LOGGER_MODULES = (
+    "lightning.pytorch.loggers",
+    "lightning.fabric.loggers",
+    "pytorch_lightning.loggers",
+    "lightning_fabric.loggers",
+)
+
+_lock = threading.Lock()
+_waiting: set[str] = set()
+
+
+def register_with(module: ModuleType) -> None:
+    """Register tracklight's ``Logger``, ``CSVLogger`` and ``TensorBoardLogger`` with the same-named
+    classes of one Lightning ``loggers`` module."""
+    from tracklight import loggers
+
+    for attribute in ("Logger", "CSVLogger", "TensorBoardLogger"):
+        theirs = getattr(module, attribute, None)
+        register = getattr(theirs, "register", None)
+        if register is not None:
+            register(getattr(loggers, attribute))
+
+
+def install() -> None:
+    """Register now with the Lightning modules already imported, and later with the others."""
+    with _lock:
+        for name in LIGHTNING_LOGGER_MODULES:
+            module = sys.modules.get(name)
+            if module is not None:
+                register_with(module)
+            else:
+                _waiting.add(name)
+        if _waiting and not any(isinstance(finder, _AfterImport) for finder in sys.meta_path):
+            sys.meta_path.insert(0, _AfterImport())
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the real loader of a waited-for module to register after it ran."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in _waiting:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _RegisteringLoader(spec.loader)
+        return spec
+
+
+class _RegisteringLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        with _lock:
+            _waiting.discard(module.__name__)
+        register_with(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)

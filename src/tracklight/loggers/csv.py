@@ -1,0 +1,136 @@
+"""CSVLogger: ``metrics.csv`` and ``hparams.yaml`` in Lightning's layout, never deleting what is there."""
+
+from __future__ import annotations
+
+import os
+from argparse import Namespace
+from collections.abc import Mapping
+from typing import Any
+
+from tracklight._csv_table import CSVTable
+from tracklight._metrics import to_numbers
+from tracklight._rank import rank_zero_only
+from tracklight.loggers._versioned import VersionedDirLogger
+from tracklight.loggers.logger import rank_zero_experiment
+from tracklight.params import HparamsYaml, sanitize, warn_conversions
+
+__all__ = ["CSVExperiment", "CSVLogger"]
+
+
+class CSVExperiment:
+    """What ``CSVLogger.experiment`` returns: the run's ``metrics.csv`` and ``hparams.yaml`` writers."""
+
+    NAME_METRICS_FILE = "metrics.csv"
+    NAME_HPARAMS_FILE = "hparams.yaml"
+
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+        os.makedirs(log_dir, exist_ok=True)
+        self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        self.hparams_file_path = os.path.join(log_dir, self.NAME_HPARAMS_FILE)
+        self.table = CSVTable(self.metrics_file_path)
+        self.hparams_file = HparamsYaml(self.hparams_file_path)
+        self._rows = 0
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return self.hparams_file.values
+
+    @property
+    def metrics_keys(self) -> list[str]:
+        return self.table.columns
+
+    def log_metrics(self, metrics_dict: Mapping[str, Any], step: int | None = None) -> None:
+        """Add one row: the metrics plus a ``step`` column (the row count when ``step`` is None)."""
+        row = to_numbers(metrics_dict)
+        row["step"] = self._rows if step is None else step
+        self._rows += 1
+        self.table.append(row)
+
+    def log_hparams(self, params: Mapping[str, Any]) -> None:
+        self.hparams_file.update(params)
+
+    def save(self, force: bool = False) -> None:
+        self.table.flush(force=force)
+
+    def close(self) -> None:
+        self.table.close()
+
+
+class CSVLogger(VersionedDirLogger):
+    r"""Log metrics to ``save_dir/name/version_N/metrics.csv`` and hyperparameters to ``hparams.yaml``.
+
+    Same arguments, layout and table as Lightning's ``CSVLogger``: one row per ``log_metrics`` call,
+    one column per key (sorted), with ``step``. Unlike it, an existing ``metrics.csv`` is never deleted
+    (a resumed version appends), a new key does not rewrite the file on every flush, and rows reach
+    the disk within a second, at ``finalize``, at exit and on SIGTERM.
+
+    Args:
+        save_dir: Directory that holds every experiment.
+        name: Experiment name; ``None`` or ``""`` puts versions directly under ``save_dir``.
+        version: ``int`` for ``version_N``, ``str`` for a named directory, ``None`` for the next free one.
+        prefix: Put at the start of every metric key, joined with ``-``.
+        flush_logs_every_n_steps: Write buffered rows at least this often (and at least once a second).
+
+    Example:
+        >>> import tempfile
+        >>> from tracklight.loggers import CSVLogger
+        >>> logger = CSVLogger(tempfile.mkdtemp(), name="my_exp")
+        >>> logger.log_metrics({"loss": 0.25}, step=0)
+        >>> logger.finalize("success")
+        >>> open(logger.experiment.metrics_file_path).read().splitlines()
+        ['loss,step', '0.25,0']
+    """
+
+    LOGGER_JOIN_CHAR = "-"
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str],
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
+        prefix: str = "",
+        flush_logs_every_n_steps: int = 100,
+    ) -> None:
+        super().__init__(save_dir, name, version)
+        self._prefix = prefix
+        self._flush_logs_every_n_steps = max(1, int(flush_logs_every_n_steps))
+        self._experiment: CSVExperiment | None = None
+        self._calls = 0
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> CSVExperiment:
+        """The run's :class:`CSVExperiment` (a no-op stand-in on ranks other than zero)."""
+        if self._experiment is None:
+            self._experiment = CSVExperiment(self.log_dir)
+        return self._experiment
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        experiment = self.experiment
+        experiment.log_metrics(to_numbers(metrics, self._prefix, self.LOGGER_JOIN_CHAR), step)
+        self._calls += 1
+        if self._calls % self._flush_logs_every_n_steps == 0:
+            experiment.save()
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:
+        clean, notes = sanitize(params)
+        warn_conversions(notes, type(self).__name__)
+        self.experiment.log_hparams(clean)
+
+    @rank_zero_only
+    def save(self) -> None:
+        if self._experiment is not None:
+            self._experiment.save()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self._experiment.save(force=True)
+
+    def _state_for_pickle(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_experiment"] = None
+        return state
