@@ -1,7 +1,12 @@
-"""Periodic flushing of buffered writers: at least once a second, at exit and on SIGTERM.
+"""Periodic flushing of buffered writers: several times a second, at exit and on SIGTERM.
 
 One daemon thread serves every open writer in the process. A writer registers itself and exposes
 ``flush(force: bool)``; it decides what a flush means (append buffered rows, rewrite a header...).
+
+Writers guard their state with :class:`WriterLock` rather than a bare ``threading.Lock``: a SIGTERM
+handler runs on the main thread between two bytecodes, possibly while that thread holds a writer's
+lock halfway through a write. Flushing there would deadlock (or, with a re-entrant lock, write the
+same rows twice), so the handler notices and runs once the main thread lets go of its last lock.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import threading
 import weakref
 from typing import Any, Protocol
 
-#: Seconds between background flushes; a SIGKILL loses at most about this much logged data.
-FLUSH_INTERVAL = 0.5
+#: Seconds between background flushes. Rows that fit the file's header reach it within this time;
+#: a header rewrite is also rate-limited by the writer, so a SIGKILL loses at most about a second.
+FLUSH_INTERVAL = 0.25
 
 
 class Flushable(Protocol):
@@ -24,9 +30,63 @@ class Flushable(Protocol):
 
 _writers: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
+_wake = threading.Event()
 _thread: threading.Thread | None = None
 _thread_pid: int | None = None
-_hooks_installed = False
+_atexit_installed = False
+_sigterm_installed = False
+
+_MAIN_IDENT = threading.main_thread().ident
+#: How many WriterLocks the main thread holds (or waits for); only the main thread changes it.
+_main_depth = 0
+#: A SIGTERM that arrived while the main thread held a WriterLock, handled when it lets go.
+_deferred_signal: tuple[int, Any] | None = None
+
+
+class WriterLock:
+    """A non-reentrant lock that tells the SIGTERM handler when the main thread is inside a writer.
+
+    Example:
+        >>> lock = WriterLock()
+        >>> with lock:
+        ...     pass
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        global _main_depth
+        main = threading.get_ident() == _MAIN_IDENT
+        if main:
+            # Counted before acquiring: a signal that lands while we wait must not flush behind our back.
+            _main_depth += 1
+        acquired = self._lock.acquire(blocking, timeout)
+        if main and not acquired:
+            _leave_main()
+        return acquired
+
+    def release(self) -> None:
+        self._lock.release()
+        if threading.get_ident() == _MAIN_IDENT:
+            _leave_main()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _leave_main() -> None:
+    global _main_depth, _deferred_signal
+    _main_depth -= 1
+    if _main_depth == 0 and _deferred_signal is not None:
+        signum, frame = _deferred_signal
+        _deferred_signal = None
+        _on_sigterm(signum, frame)
 
 
 def register(writer: Flushable) -> None:
@@ -53,9 +113,8 @@ def flush_all(force: bool = True) -> None:
 
 
 def _run() -> None:
-    wake = threading.Event()
     while True:
-        wake.wait(FLUSH_INTERVAL)
+        _wake.wait(FLUSH_INTERVAL)
         # A flush that fails here is retried on the next tick and reported by the writer's own flush().
         for writer in list(_writers):
             with contextlib.suppress(Exception):
@@ -63,15 +122,15 @@ def _run() -> None:
 
 
 def _install_exit_hooks() -> None:
-    global _hooks_installed
-    if _hooks_installed:
+    global _atexit_installed, _sigterm_installed
+    if not _atexit_installed:
+        _atexit_installed = True
+        atexit.register(flush_all)
+    # Only the main thread may install a handler; a writer created elsewhere leaves it to a later one.
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
         return
-    _hooks_installed = True
-    atexit.register(flush_all)
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
-        signal.SIG_DFL,
-        None,
-    ):
+    _sigterm_installed = True
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
@@ -81,7 +140,25 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     When another handler wraps this one (Lightning's Trainer composes the handlers it finds), that
     handler decides what SIGTERM means, so after flushing we leave the process running.
     """
+    global _deferred_signal
+    if _main_depth > 0:
+        _deferred_signal = (signum, frame)
+        return
     flush_all()
     if signal.getsignal(signal.SIGTERM) is _on_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _forget_parent_writers() -> None:
+    """In a forked child: the parent's writers and their buffered data belong to the parent, not to us."""
+    global _thread, _thread_pid, _main_depth, _deferred_signal, _lock, _MAIN_IDENT
+    _writers.clear()
+    _thread = _thread_pid = None
+    _lock = threading.Lock()
+    _MAIN_IDENT = threading.get_ident()
+    _main_depth = 0
+    _deferred_signal = None
+
+
+os.register_at_fork(after_in_child=_forget_parent_writers)

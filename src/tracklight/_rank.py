@@ -28,6 +28,22 @@ def global_rank() -> int:
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         return int(dist.get_rank())
+    return _env_rank()
+
+
+_env_cache: tuple[int, int] | None = None
+
+
+def _env_rank() -> int:
+    """The rank a launcher put in the environment, read once per process (this is on every logging call)."""
+    global _env_cache
+    pid = os.getpid()
+    if _env_cache is None or _env_cache[0] != pid:
+        _env_cache = (pid, _read_env_rank())
+    return _env_cache[1]
+
+
+def _read_env_rank() -> int:
     for key in _ENV_RANK_KEYS:
         value = os.environ.get(key)
         if value is not None:

@@ -253,7 +253,8 @@ def histogram_counts(values: np.ndarray, bins: int | str | Sequence[float] = "au
 def to_table(columns: Sequence[str] | None = None, data: Any = None, dataframe: Any = None) -> Table:
     """A table from ``columns`` and ``data`` (a list of rows) or from a pandas ``dataframe``."""
     if dataframe is not None:
-        if not is_instance_by_name(dataframe, "pandas.core.frame.DataFrame"):
+        # pandas 3 reports DataFrame's module as "pandas", earlier versions as "pandas.core.frame".
+        if not is_instance_by_name(dataframe, "pandas.core.frame.DataFrame", "pandas.DataFrame"):
             raise TracklightError(f"dataframe must be a pandas DataFrame, got {type(dataframe).__name__}.")
         return Table([str(c) for c in dataframe.columns], [list(row) for row in dataframe.itertuples(index=False)])
     if data is None:

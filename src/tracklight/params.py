@@ -58,7 +58,8 @@ def _clean(value: Any, key: str, notes: list[str]) -> Any:
         notes.append(f"{key!r} ({type(value).__name__} member -> {converted!r})")
         return converted
     if isinstance(value, _PLAIN):
-        return value
+        # numpy's float64 and str_ subclass float and str, but yaml.safe_dump refuses them: keep the base type.
+        return value if type(value) in _PLAIN else _plain_base(value)
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, (Namespace, Mapping)) or _is_dataclass_instance(value):
@@ -66,8 +67,9 @@ def _clean(value: Any, key: str, notes: list[str]) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clean(v, f"{key}[{i}]", notes) for i, v in enumerate(value)]
     if isinstance(value, (set, frozenset)):
-        items = [_clean(v, key, notes) for v in value]
-        return sorted(items, key=repr)
+        items = sorted((_clean(v, key, notes) for v in value), key=repr)
+        notes.append(f"{key!r} ({type(value).__name__} -> sorted list)")
+        return items
     if module_prefix(value) in ("torch", "numpy") and hasattr(value, "tolist"):
         return _clean_array(value, key, notes)
     if callable(value):
@@ -97,6 +99,14 @@ def _clean_array(value: Any, key: str, notes: list[str]) -> Any:
     converted = f"{kind}(shape={tuple(value.shape)}, dtype={value.dtype})"
     notes.append(f"{key!r} ({kind} with {size} elements -> the description {converted!r})")
     return converted
+
+
+def _plain_base(value: Any) -> Any:
+    base: type
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
+    return value
 
 
 def _is_dataclass_instance(value: Any) -> bool:
@@ -129,7 +139,9 @@ def warn_conversions(notes: list[str], logger_name: str) -> None:
     """Tell the user, in one warning, which hyperparameters were converted and how to avoid it."""
     if not notes:
         return
-    shown = "; ".join(notes[:10]) + (f"; and {len(notes) - 10} more" if len(notes) > 10 else "")
+    shown = "; ".join(notes[:10])
+    if len(notes) > 10:  # details for the first ten, but every converted key is named
+        shown += "; and " + ", ".join(note.partition(" (")[0] for note in notes[10:])
     warnings.warn(
         f"{logger_name}: {len(notes)} hyperparameter value(s) were converted to plain values to be logged: "
         f"{shown}. Pass numbers, strings, lists or dicts to control exactly what is stored.",
@@ -164,14 +176,47 @@ class HparamsYaml:
     def _load(self) -> dict[str, Any]:
         try:
             with open(self.path, encoding="utf-8") as handle:
-                loaded = yaml.safe_load(handle)
+                loader = _PythonTagsAsPlain(handle)
+                try:
+                    loaded = loader.get_single_data()
+                finally:
+                    loader.dispose()
         except FileNotFoundError:
             return {}
         except yaml.YAMLError as err:
             raise TracklightError(
-                f"{self.path} exists but is not safe YAML ({err}); move it away to let tracklight write its own."
+                f"{self.path} exists but is not YAML ({err}); move it away to let tracklight write its own."
             ) from err
-        return dict(loaded) if isinstance(loaded, Mapping) else {}
+        if loader.python_tags:
+            warnings.warn(
+                f"{self.path} holds Python-specific YAML tags ({', '.join(sorted(loader.python_tags))}), as "
+                "Lightning writes for tuples, Namespaces or objects; they were read as plain lists, dicts and "
+                "strings, and the file is rewritten as safe YAML.",
+                TracklightWarning,
+                stacklevel=4,
+            )
+        return sanitize(loaded)[0] if isinstance(loaded, Mapping) else {}
+
+
+class _PythonTagsAsPlain(yaml.SafeLoader):
+    """A safe loader that reads ``!!python/...`` nodes (which Lightning's ``hparams.yaml`` may hold) as plain
+    lists, dicts or strings instead of refusing them, and never constructs a Python object."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.python_tags: set[str] = set()
+
+    def construct_python_tag(self, suffix: str, node: yaml.Node) -> Any:
+        self.python_tags.add("!!python/" + suffix.partition(":")[0])
+        if isinstance(node, yaml.SequenceNode):
+            return self.construct_sequence(node, deep=True)
+        if isinstance(node, yaml.MappingNode):
+            return self.construct_mapping(node, deep=True)
+        value = self.construct_scalar(node)  # type: ignore[arg-type]
+        return value or suffix.partition(":")[2]  # !!python/name:builtins.len '' -> "builtins.len"
+
+
+_PythonTagsAsPlain.add_multi_constructor("tag:yaml.org,2002:python/", _PythonTagsAsPlain.construct_python_tag)
 
 
 def _deep_update(target: dict[str, Any], source: Mapping[str, Any]) -> None:

@@ -37,7 +37,8 @@ class VersionedDirLogger(Logger):
     @property
     def version(self) -> int | str:
         if self._version is None:
-            self._version = claim_next_version(self.root_dir) if global_rank() == 0 else next_version(self.root_dir)
+            root = os.path.expanduser(os.path.expandvars(self.root_dir))  # where log_dir will be: "~" expanded
+            self._version = claim_next_version(root) if global_rank() == 0 else next_version(root)
         return self._version
 
     @property

@@ -7,8 +7,8 @@ from argparse import Namespace
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tracklight._errors import TracklightError, TracklightWarning
-from tracklight.loggers.logger import Logger
+from tracklight._errors import InvalidMetricError, TracklightError, TracklightWarning
+from tracklight.loggers.logger import Logger, rank_zero_experiment
 
 __all__ = ["LoggerCollection"]
 
@@ -21,8 +21,10 @@ class LoggerCollection(Logger):
     properties (``save_dir``, ``name``, ``version``, ``log_dir``) are those of the first logger, so
     checkpoints land where they would with ``Trainer(logger=[first, ...])``.
 
-    A logger that raises is reported once (a warning naming it, the call and the error) and skipped
-    for that call; later failures are counted in :attr:`failures`. ``strict=True`` raises instead.
+    A logger that raises is reported once (one warning naming it, the call and the error) and skipped
+    for that call; every failure, the first included, is counted in :attr:`failures`. ``strict=True``
+    raises instead. A metric that is not a number is the caller's error, not a backend's: it raises
+    :class:`~tracklight.InvalidMetricError` as a single logger would.
 
     Deliberately not iterable (use :attr:`loggers`): Lightning's Trainer unpacks iterables into a list
     of loggers, and then ``self.logger`` would no longer be the collection.
@@ -47,6 +49,7 @@ class LoggerCollection(Logger):
         self.strict = strict
         #: ``{(logger class name, method): number of failures}``.
         self.failures: dict[tuple[str, str], int] = {}
+        self._reported: set[int] = set()  # positions of the loggers already warned about
 
     # ---- look-up ---------------------------------------------------------------------------------------
 
@@ -110,36 +113,42 @@ class LoggerCollection(Logger):
         return getattr(self._loggers[0], "group_separator", "/")
 
     @property
+    @rank_zero_experiment
     def experiment(self) -> list[Any]:
-        """The experiment of every logger, in order."""
+        """The experiment of every logger, in order (a no-op stand-in on ranks other than zero)."""
         return [logger.experiment for logger in self._loggers]
 
     # ---- fan-out ---------------------------------------------------------------------------------------
 
     def _each(self, method: str, *args: Any, **kwargs: Any) -> None:
-        for logger in self._loggers:
+        for position, logger in enumerate(self._loggers):
             call = getattr(logger, method, None)
-            if call is None:
-                self._fail(logger, method, AttributeError(f"{type(logger).__name__} has no method {method}()"))
-                continue
             try:
+                if call is None:
+                    raise AttributeError(f"{type(logger).__name__} has no method {method}()")
                 call(*args, **kwargs)
+            except InvalidMetricError:
+                raise  # the caller's bad value, not a backend failure: the same error a single logger gives
             except Exception as err:
                 if self.strict:
                     raise
-                self._fail(logger, method, err)
+                self._fail(position, logger, method, err)
 
-    def _fail(self, logger: Any, method: str, err: BaseException) -> None:
+    def _fail(self, position: int, logger: Any, method: str, err: BaseException) -> None:
         key = (type(logger).__name__, method)
         self.failures[key] = self.failures.get(key, 0) + 1
-        if self.failures[key] == 1:
-            warnings.warn(
-                f"{key[0]}.{method}() failed with {type(err).__name__}: {err}. The other loggers got the call; "
-                f"further failures of {key[0]}.{method}() are counted in LoggerCollection.failures, not repeated. "
-                "Pass LoggerCollection(..., strict=True) to raise instead.",
-                TracklightWarning,
-                stacklevel=3,
-            )
+        # One warning per logger: a backend that is down fails every call, and one message says it all.
+        if position in self._reported:
+            return
+        self._reported.add(position)
+        warnings.warn(
+            f"{key[0]} (logger {position} of this LoggerCollection) failed in {method}() with "
+            f"{type(err).__name__}: {err}. The other loggers got the call; further failures of this logger are "
+            "counted in LoggerCollection.failures, not repeated. Pass LoggerCollection(..., strict=True) to raise "
+            "instead.",
+            TracklightWarning,
+            stacklevel=4,
+        )
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self._each("log_metrics", metrics, step)

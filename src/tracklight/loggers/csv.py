@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,10 @@ from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import HparamsYaml, sanitize, warn_conversions
 
 __all__ = ["CSVExperiment", "CSVLogger"]
+
+# One experiment per logger even when several threads log first at the same moment (a module-level lock:
+# creation is rare, and a lock in the instance would not pickle).
+_creating = threading.Lock()
 
 
 class CSVExperiment:
@@ -42,7 +47,10 @@ class CSVExperiment:
 
     def log_metrics(self, metrics_dict: Mapping[str, Any], step: int | None = None) -> None:
         """Add one row: the metrics plus a ``step`` column (the row count when ``step`` is None)."""
-        row = to_numbers(metrics_dict)
+        self._add_row(to_numbers(metrics_dict), step)
+
+    def _add_row(self, row: dict[str, Any], step: int | None) -> None:
+        """Queue ``row`` (already numbers, owned by us from now on) with its ``step``."""
         row["step"] = self._rows if step is None else step
         self._rows += 1
         self.table.append(row)
@@ -51,7 +59,14 @@ class CSVExperiment:
         self.hparams_file.update(params)
 
     def save(self, force: bool = False) -> None:
-        self.table.flush(force=force)
+        """Write the rows logged so far: at once if their keys fit the header, else within about a second.
+
+        ``force`` also rewrites the header at once and waits for a background write in progress.
+        """
+        if force:
+            self.table.flush(force=True)
+        else:
+            self.table.write_ready()
 
     def close(self) -> None:
         self.table.close()
@@ -103,13 +118,15 @@ class CSVLogger(VersionedDirLogger):
     def experiment(self) -> CSVExperiment:
         """The run's :class:`CSVExperiment` (a no-op stand-in on ranks other than zero)."""
         if self._experiment is None:
-            self._experiment = CSVExperiment(self.log_dir)
+            with _creating:
+                if self._experiment is None:
+                    self._experiment = CSVExperiment(self.log_dir)
         return self._experiment
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         experiment = self.experiment
-        experiment.log_metrics(to_numbers(metrics, self._prefix, self.LOGGER_JOIN_CHAR), step)
+        experiment._add_row(to_numbers(metrics, self._prefix, self.LOGGER_JOIN_CHAR), step)
         self._calls += 1
         if self._calls % self._flush_logs_every_n_steps == 0:
             experiment.save()

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklight import media
 from tracklight._imports import is_instance_by_name, require
 from tracklight._metrics import to_number
 from tracklight._rank import rank_zero_only
-from tracklight._tfevents import EventFile
+from tracklight._tfevents import EventFile, SummaryLayout
 from tracklight.loggers._versioned import VersionedDirLogger
 from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import HparamsYaml, flatten, sanitize, warn_conversions
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = ["TensorBoardLogger"]
 
+_PLAIN_NUMBERS = frozenset((float, int))
+#: Distinct key sets whose summary layout is kept; a run that logs ever-new key sets starts over past this.
+_MAX_LAYOUTS = 256
+
 
 class TensorBoardLogger(VersionedDirLogger):
     r"""Log to ``save_dir/name/version_N[/sub_dir]`` in TensorBoard's format, plus ``hparams.yaml``.
@@ -31,7 +36,8 @@ class TensorBoardLogger(VersionedDirLogger):
     ``torch.utils.tensorboard.SummaryWriter`` for everything TensorBoard can show (``add_image``,
     ``add_histogram``, ``add_graph``...). Scalars from ``log_metrics`` skip it: they are encoded
     directly into their own event file in the same directory, which TensorBoard reads together with
-    the writer's file.
+    the writer's file. A dict value (``{"loss": {"train": 0.5, "val": 0.7}}``) is laid out as Lightning's
+    ``add_scalars`` call lays it out: one sub-run per entry (``log_dir/loss_train``) under the tag ``loss``.
 
     Args:
         save_dir: Directory that holds every experiment.
@@ -73,8 +79,10 @@ class TensorBoardLogger(VersionedDirLogger):
         kwargs.setdefault("flush_secs", 1)
         self._kwargs = kwargs
         self._experiment: SummaryWriter | None = None
-        self._events: EventFile | None = None
+        self._events: dict[str, EventFile] = {}
+        self._layouts: dict[tuple[str, ...], SummaryLayout] = {}
         self._hparams_file: HparamsYaml | None = None
+        self._hparams_saved = False
         self._last_writer_flush = 0.0
 
     @property
@@ -93,25 +101,29 @@ class TensorBoardLogger(VersionedDirLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        events = self._events
-        if events is None:
-            events = self._events = EventFile(self.log_dir)
-        prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
-        scalars: list[tuple[str, float]] = []
-        for key, value in metrics.items():
-            if isinstance(value, Mapping):  # Lightning writes dicts with add_scalars: one tag per entry
-                scalars.extend(
-                    (f"{prefix}{key}/{sub}", float(to_number(f"{key}/{sub}", v))) for sub, v in value.items()
-                )
-            else:
-                scalars.append((prefix + key, float(to_number(key, value))))
-        events.add_scalars(0 if step is None else int(step), scalars)
+        step = 0 if step is None else int(step)
+        values = list(metrics.values())
+        if not _PLAIN_NUMBERS.issuperset(map(type, values)):
+            if any(isinstance(value, Mapping) for value in values):
+                metrics = self._log_scalar_dicts(metrics, step)
+            values = [to_number(key, value) for key, value in metrics.items()]
+        if not values:
+            return
+        # The same keys step after step is the common case: their tags are laid out once, per key set.
+        keys = tuple(metrics)
+        layout = self._layouts.get(keys)
+        if layout is None:
+            if len(self._layouts) >= _MAX_LAYOUTS:
+                self._layouts.clear()
+            layout = self._layouts[keys] = SummaryLayout([self._tag(key) for key in keys])
+        self._event_file("").add_summary(step, layout.pack(values))
 
     @rank_zero_only
     def log_hyperparams(
         self,
         params: dict[str, Any] | Namespace | None = None,
         metrics: Mapping[str, Any] | float | None = None,
+        step: int | None = None,
         *args: Any,
         **kwargs: Any,
     ) -> None:
@@ -120,6 +132,7 @@ class TensorBoardLogger(VersionedDirLogger):
         Args:
             params: The hyperparameters (nested dicts are flattened with ``/`` for TensorBoard).
             metrics: Metrics to link to them in the HPARAMS tab; a number means ``{"hp_metric": number}``.
+            step: The step of ``metrics`` (0 when not given).
         """
         clean, notes = sanitize(params)
         warn_conversions(notes, type(self).__name__)
@@ -130,21 +143,26 @@ class TensorBoardLogger(VersionedDirLogger):
             metrics = {"hp_metric": metrics}
         if not metrics:
             return
-        self.log_metrics(metrics, 0)
+        self.log_metrics(metrics, step)
         summary = require("torch.utils.tensorboard.summary", "tensorboard")
         flat = {key: _hparam_value(value) for key, value in flatten(self._hparams().values).items()}
         writer = self.experiment._get_file_writer()
         for part in summary.hparams(flat, {key: 0.0 for key in metrics}):
-            writer.add_summary(part)
+            writer.add_summary(part, step)
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Add ``model``'s graph, traced with ``input_array`` (default: ``model.example_input_array``).
+
+        Does nothing unless the logger was made with ``log_graph=True``, as in Lightning.
+        """
         if not self._log_graph:
             return
         import warnings
 
         if input_array is None:
             input_array = getattr(model, "example_input_array", None)
+        model = _unwrap_model(model)
         if input_array is None:
             warnings.warn(
                 "Could not log the model graph to TensorBoard: set `model.example_input_array` or pass "
@@ -152,25 +170,37 @@ class TensorBoardLogger(VersionedDirLogger):
                 stacklevel=2,
             )
             return
+        if not (isinstance(input_array, tuple) or is_instance_by_name(input_array, "torch.Tensor")):
+            warnings.warn(
+                f"Could not log the model graph to TensorBoard: the input is a {type(input_array).__name__}, which "
+                "cannot be traced. Make `example_input_array` (or `input_array`) a tensor, or a tuple of the "
+                "positional arguments of the model's `forward()`.",
+                stacklevel=2,
+            )
+            return
         if hasattr(model, "_apply_batch_transfer_handler"):  # a LightningModule: move the input like a batch
             input_array = model._apply_batch_transfer_handler(model._on_before_batch_transfer(input_array))
-        self.experiment.add_graph(model, input_array)
+        with _tracing(model):
+            self.experiment.add_graph(model, input_array)
 
     @rank_zero_only
     def save(self) -> None:
-        if self._events is not None:
-            self._events.flush()
+        for events in self._events.values():
+            events.flush()
         if self._experiment is not None and time.monotonic() - self._last_writer_flush >= 1.0:
             self._experiment.flush()
             self._last_writer_flush = time.monotonic()
+        self._save_hparams_once()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        if self._events is not None:
-            self._events.close()
+        for events in self._events.values():
+            events.close()
         if self._experiment is not None:
             self._experiment.flush()
             self._experiment.close()
+        if status == "success":
+            self._save_hparams_once()
 
     # ---- media: TensorBoard shows every kind ------------------------------------------------------------
 
@@ -184,6 +214,10 @@ class TensorBoardLogger(VersionedDirLogger):
         else:
             for index, image in enumerate(images):
                 self.experiment.add_image(f"{key}/{index}", image.pixels, step, dataformats="HWC")
+        captions = [image.caption or "" for image in images]
+        if any(captions):
+            text = captions[0] if len(captions) == 1 else "\n".join(f"- {i}: {c}" for i, c in enumerate(captions))
+            self._write_caption(key, text, step)
 
     def _write_histogram(self, key: str, values: np.ndarray, step: int | None, bins: Any) -> None:
         self.experiment.add_histogram(key, values, step, bins="tensorflow" if bins == "auto" else bins)
@@ -202,6 +236,12 @@ class TensorBoardLogger(VersionedDirLogger):
         )
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=key, audio=clip)])
         self.experiment._get_file_writer().add_summary(summary, step)
+        if audio.caption:
+            self._write_caption(key, audio.caption, step)
+
+    def _write_caption(self, key: str, caption: str, step: int | None) -> None:
+        # TensorBoard's images and audio have no caption field: the caption goes beside them as text.
+        self.experiment.add_text(f"{key}/caption", caption, step)
 
     def _write_figure(self, key: str, figure: Any, step: int | None) -> None:
         if is_instance_by_name(figure, "matplotlib.figure.Figure"):
@@ -214,6 +254,42 @@ class TensorBoardLogger(VersionedDirLogger):
 
     # ---- internals ---------------------------------------------------------------------------------------
 
+    def _tag(self, key: str) -> str:
+        return f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
+
+    def _event_file(self, run: str) -> EventFile:
+        """The scalar event file of ``log_dir`` (``run=""``) or of the sub-run ``log_dir/run``."""
+        events = self._events.get(run)
+        if events is None:
+            events = self._events[run] = EventFile(os.path.join(self.log_dir, run) if run else self.log_dir)
+        return events
+
+    def _log_scalar_dicts(self, metrics: Mapping[str, Any], step: int) -> dict[str, Any]:
+        """Log the dict values of ``metrics`` and return the others.
+
+        A dict is laid out as ``SummaryWriter.add_scalars`` (which Lightning calls) lays it out: each entry
+        in its own run ``log_dir/<key>_<entry>`` under the tag ``key``, so TensorBoard draws them in one chart.
+        """
+        rest = {}
+        for key, value in metrics.items():
+            if not isinstance(value, Mapping):
+                rest[key] = value
+                continue
+            tag = self._tag(key)
+            for sub_key, sub_value in value.items():
+                number = to_number(f"{key}/{sub_key}", sub_value)
+                self._event_file(f"{tag.replace('/', '_')}_{sub_key}").add_scalars(step, [(tag, number)])
+        return rest
+
+    def _save_hparams_once(self) -> None:
+        """Write ``hparams.yaml`` (empty when no hyperparameters were logged) once the run has a directory,
+        as Lightning's logger does, so the layout is the same."""
+        if self._hparams_saved or not os.path.isdir(self.log_dir):
+            return
+        self._hparams_saved = True
+        if not os.path.exists(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)):
+            self._hparams().update({})
+
     def _hparams(self) -> HparamsYaml:
         if self._hparams_file is None:
             self._hparams_file = HparamsYaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE))
@@ -221,7 +297,7 @@ class TensorBoardLogger(VersionedDirLogger):
 
     def _state_for_pickle(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_experiment=None, _events=None, _hparams_file=None)
+        state.update(_experiment=None, _events={}, _layouts={}, _hparams_file=None)
         return state
 
 
@@ -230,3 +306,32 @@ def _hparam_value(value: Any) -> int | float | str | bool:
     if isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def _unwrap_model(model: Any) -> Any:
+    """The user's module inside Fabric's wrapper and ``torch.compile``'s, which tracing cannot go through."""
+    while True:
+        if is_instance_by_name(
+            model, "lightning.fabric.wrappers._FabricModule", "lightning_fabric.wrappers._FabricModule"
+        ):
+            model = model._forward_module
+        elif is_instance_by_name(model, "torch._dynamo.eval_frame.OptimizedModule"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+@contextlib.contextmanager
+def _tracing(model: Any) -> Iterator[None]:
+    """Tracing reads every attribute of the module, and a LightningModule's ``trainer`` raises outside a
+    Trainer; Lightning's ``_jit_is_scripting`` class flag silences it while the graph is traced."""
+    owner = next((cls for cls in type(model).__mro__ if "_jit_is_scripting" in vars(cls)), None)
+    if owner is None:
+        yield
+        return
+    before = vars(owner)["_jit_is_scripting"]
+    setattr(owner, "_jit_is_scripting", True)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(owner, "_jit_is_scripting", before)  # noqa: B010

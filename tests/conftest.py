@@ -1,0 +1,111 @@
+"""Shared fixtures: a tiny LightningModule, a quick ``fit``, and a way to pretend to be another rank.
+
+Nothing heavy is imported at module level: torch and Lightning load only in the tests that ask for
+these fixtures, so targeted runs of other test modules stay fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Figures in tests never need a display.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+_RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Lightning 2.6 calling a torch API that torch 2.13 deprecated: noise in every Trainer test, not ours to fix.
+    config.addinivalue_line("filterwarnings", r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+@functools.cache
+def _tiny_module_class() -> type:
+    import torch
+    from lightning.pytorch import LightningModule
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class TinyModel(LightningModule):
+        """Linear regression on 16 random samples: 4 training steps per epoch with batch_size=4."""
+
+        def __init__(self, lr: float = 0.1, hidden: int = 4, config: dict[str, Any] | None = None) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.layer = torch.nn.Linear(hidden, 1)
+            self.example_input_array = torch.zeros(1, hidden)
+            generator = torch.Generator().manual_seed(0)
+            self._x = torch.randn(16, hidden, generator=generator)
+            self._y = torch.randn(16, 1, generator=generator)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(x)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            x, y = batch
+            self.log("val_loss", torch.nn.functional.mse_loss(self(x), y))
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(TensorDataset(self._x, self._y), batch_size=4)
+
+        def val_dataloader(self) -> DataLoader:
+            return DataLoader(TensorDataset(self._x, self._y), batch_size=8)
+
+    return TinyModel
+
+
+@pytest.fixture
+def tiny_model() -> type:
+    """The ``TinyModel`` LightningModule class (subclass it to add hooks)."""
+    return _tiny_module_class()
+
+
+@pytest.fixture
+def make_trainer(tmp_path: Path) -> Callable[..., Any]:
+    """``make_trainer(logger=..., **overrides)``: a quick CPU Trainer rooted in ``tmp_path``."""
+
+    def make(**overrides: Any) -> Any:
+        from lightning.pytorch import Trainer
+
+        options: dict[str, Any] = {
+            "default_root_dir": tmp_path,
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": 1,
+            "limit_val_batches": 1,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+        }
+        options.update(overrides)
+        return Trainer(**options)
+
+    return make
+
+
+@pytest.fixture
+def set_rank(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], None]]:
+    """``set_rank(n)``: make this process rank ``n`` the way Lightning's strategies do; restored afterwards."""
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
+    for key in _RANK_ENV:
+        monkeypatch.delenv(key, raising=False)
+
+    def set_to(rank: int) -> None:
+        monkeypatch.setattr(rank_zero_only, "rank", rank, raising=False)
+
+    yield set_to
