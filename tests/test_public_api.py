@@ -11,6 +11,10 @@ import tracklight.loggers
 
 TRACKLIGHT_ALL = [
     "CSVLogger",
+    "WandbLogger",
+    "NeptuneLogger",
+    "MLFlowLogger",
+    "CometLogger",
     "InvalidMetricError",
     "Logger",
     "LoggerCollection",
@@ -26,10 +30,14 @@ TRACKLIGHT_ALL = [
 
 LOGGERS_ALL = [
     "CSVLogger",
+    "CometLogger",
     "DummyExperiment",
     "Logger",
     "LoggerCollection",
+    "MLFlowLogger",
+    "NeptuneLogger",
     "TensorBoardLogger",
+    "WandbLogger",
     "rank_zero_experiment",
     "rank_zero_only",
 ]

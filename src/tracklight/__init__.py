@@ -18,13 +18,17 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "CSVLogger",
+    "CometLogger",
     "InvalidMetricError",
     "Logger",
     "LoggerCollection",
+    "MLFlowLogger",
     "MissingDependencyError",
+    "NeptuneLogger",
     "TensorBoardLogger",
     "TracklightError",
     "TracklightWarning",
+    "WandbLogger",
     "__version__",
     "loggers",
     "media",
@@ -36,6 +40,10 @@ _LAZY = {
     "Logger": "tracklight.loggers",
     "LoggerCollection": "tracklight.loggers",
     "TensorBoardLogger": "tracklight.loggers",
+    "WandbLogger": "tracklight.loggers",
+    "MLFlowLogger": "tracklight.loggers",
+    "CometLogger": "tracklight.loggers",
+    "NeptuneLogger": "tracklight.loggers",
     "TracklightError": "tracklight._errors",
     "TracklightWarning": "tracklight._errors",
     "InvalidMetricError": "tracklight._errors",
@@ -46,7 +54,16 @@ _SUBMODULES = ("loggers", "media", "params", "lightning")
 if TYPE_CHECKING:
     from tracklight import lightning, loggers, media, params  # noqa: F401
     from tracklight._errors import InvalidMetricError, MissingDependencyError, TracklightError, TracklightWarning
-    from tracklight.loggers import CSVLogger, Logger, LoggerCollection, TensorBoardLogger
+    from tracklight.loggers import (
+        CometLogger,
+        CSVLogger,
+        Logger,
+        LoggerCollection,
+        MLFlowLogger,
+        NeptuneLogger,
+        TensorBoardLogger,
+        WandbLogger,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -32,7 +32,8 @@ def register_with(module: ModuleType) -> None:
     classes of one Lightning ``loggers`` module."""
     from tracklight import loggers
 
-    for attribute in ("Logger", "CSVLogger", "TensorBoardLogger"):
+    # Lightning sorts WandbLogger first when it sets loggers up; registering ours keeps that order.
+    for attribute in ("Logger", "CSVLogger", "TensorBoardLogger", "WandbLogger"):
         theirs = getattr(module, attribute, None)
         register = getattr(theirs, "register", None)
         if register is not None:

@@ -5,7 +5,8 @@ Same names as ``lightning.pytorch.loggers``. Backends whose SDK is optional impo
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from tracklight._rank import rank_zero_only
 from tracklight.loggers.collection import LoggerCollection
@@ -15,24 +16,45 @@ from tracklight.loggers.tensorboard import TensorBoardLogger
 
 __all__ = [
     "CSVLogger",
+    "CometLogger",
     "DummyExperiment",
     "Logger",
     "LoggerCollection",
+    "MLFlowLogger",
+    "NeptuneLogger",
     "TensorBoardLogger",
+    "WandbLogger",
     "rank_zero_experiment",
     "rank_zero_only",
 ]
 
-_PLANNED = ("WandbLogger", "MLFlowLogger", "CometLogger", "NeptuneLogger")
+# Remote backends load on first use: their modules are small, but keeping them out of the import keeps
+# `from tracklight import loggers` fast. Their SDKs are imported only when a logger starts a run.
+_BACKENDS = {
+    "WandbLogger": "tracklight.loggers.wandb",
+    "MLFlowLogger": "tracklight.loggers.mlflow",
+    "CometLogger": "tracklight.loggers.comet",
+    "NeptuneLogger": "tracklight.loggers.neptune",
+}
+
+if TYPE_CHECKING:
+    from tracklight.loggers.comet import CometLogger
+    from tracklight.loggers.mlflow import MLFlowLogger
+    from tracklight.loggers.neptune import NeptuneLogger
+    from tracklight.loggers.wandb import WandbLogger
 
 
 def __getattr__(name: str) -> Any:
-    if name in _PLANNED:
-        raise AttributeError(
-            f"tracklight.loggers.{name} is not available in this version of tracklight yet. "
-            f"Until it lands, keep Lightning's: from lightning.pytorch.loggers import {name}"
-        )
-    raise AttributeError(f"module 'tracklight.loggers' has no attribute {name!r}")
+    module = _BACKENDS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracklight.loggers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def _install_lightning_compat() -> None:

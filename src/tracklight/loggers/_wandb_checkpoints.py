@@ -1,0 +1,91 @@
+"""Which checkpoints of a ``ModelCheckpoint`` go to W&B as ``model`` artifacts, with what aliases and metadata.
+
+Pure decisions on the callback's state and the files on disk; ``WandbLogger`` does the logging.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from tracklight._errors import TracklightError
+
+#: ``ModelCheckpoint`` settings copied into every artifact's metadata (the ones Lightning records).
+CALLBACK_SETTINGS = ("monitor", "mode", "save_last", "save_top_k", "save_weights_only", "_every_n_train_steps")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A checkpoint file to log: its path, modification time and score, and whether it is the best one."""
+
+    path: str
+    mtime: float
+    score: float | None
+    best: bool
+
+    @property
+    def aliases(self) -> list[str]:
+        return ["latest", "best"] if self.best else ["latest"]
+
+
+def check_log_model(log_model: Any) -> bool | str:
+    if log_model in (True, False, "all"):
+        return log_model
+    raise TracklightError(
+        f"log_model={log_model!r} is not one of False, True or 'all'. Fix: log_model=True uploads the best and the "
+        "last checkpoints, log_model='all' every checkpoint, log_model=False none."
+    )
+
+
+def logs_every_save(log_model: bool | str, callback: Any) -> bool:
+    """``'all'`` logs every kept checkpoint as it is saved; so does ``True`` when every checkpoint is kept."""
+    return log_model == "all" or (log_model is True and getattr(callback, "save_top_k", None) == -1)
+
+
+def candidates(callback: Any, logged: dict[str, float], only_best_and_last: bool = False) -> list[Candidate]:
+    """The callback's kept checkpoints not logged yet (or rewritten since), oldest first.
+
+    ``logged`` maps paths already logged to the modification time they had then: a file saved again
+    under the same name (``last.ckpt``) is logged again. With ``only_best_and_last``, the other top-k
+    files are left for later.
+    """
+    scores: dict[str, Any] = {}
+    last = getattr(callback, "last_model_path", "")
+    if last:
+        scores[last] = getattr(callback, "current_score", None)
+    best = getattr(callback, "best_model_path", "")
+    if best:
+        scores[best] = getattr(callback, "best_model_score", None)
+    if not only_best_and_last:
+        for path, score in (getattr(callback, "best_k_models", None) or {}).items():
+            scores.setdefault(path, score)
+    found = []
+    for path, score in scores.items():
+        try:
+            if not os.path.isfile(path):
+                continue
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            continue
+        if path in logged and logged[path] >= mtime:
+            continue
+        found.append(Candidate(path, mtime, _score(score), path == best))
+    return sorted(found, key=lambda candidate: (candidate.mtime, candidate.best))
+
+
+def metadata(callback: Any, candidate: Candidate) -> dict[str, Any]:
+    """Lightning's artifact metadata: the score, the file's original name and the callback's settings."""
+    settings = {key: getattr(callback, key) for key in CALLBACK_SETTINGS if hasattr(callback, key)}
+    return {
+        "score": candidate.score,
+        "original_filename": os.path.basename(candidate.path),
+        callback.__class__.__name__: settings,  # through a weakref.proxy too
+    }
+
+
+def _score(score: Any) -> float | None:
+    if score is None:
+        return None
+    item = getattr(score, "item", None)
+    return float(item() if item is not None else score)

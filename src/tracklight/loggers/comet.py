@@ -1,0 +1,299 @@
+"""CometLogger: Comet experiments online or offline, with Lightning's arguments and the older ones its docs use."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+from argparse import Namespace
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from tracklight import media
+from tracklight._errors import TracklightWarning
+from tracklight._metrics import to_number
+from tracklight._rank import global_rank, rank_zero_only
+from tracklight.loggers import _comet_config as comet_config
+from tracklight.loggers import _wandb_checkpoints as checkpoints
+from tracklight.loggers.logger import Logger, rank_zero_experiment
+from tracklight.params import flatten, sanitize, warn_conversions
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["CometLogger"]
+
+#: What the experiment records as its origin (Comet shows it as "Created from").
+CREATED_FROM = "tracklight"
+
+
+class CometLogger(Logger):
+    r"""Log to a `Comet <https://www.comet.com>`_ experiment, online or offline.
+
+    Takes the keyword arguments of Lightning's ``CometLogger`` and the older names Lightning's docs
+    still show, with their real meaning: ``project_name`` is ``project``, ``experiment_name`` is
+    ``name``, ``save_dir`` is the directory of offline archives and ``offline=True`` means
+    ``online=False``. Offline (``online=False``, ``COMET_START_ONLINE=false``, or no API key
+    anywhere), the experiment is written as a ``.zip`` archive that ``comet upload`` sends later, and
+    nothing goes over the network. ``finalize`` ends the experiment, which completes the archive;
+    logging afterwards (``trainer.test`` after ``trainer.fit``) continues the same experiment by its key.
+
+    Args:
+        api_key: Comet API key; defaults to ``COMET_API_KEY`` or Comet's config file.
+        workspace: Comet workspace; defaults to your default workspace.
+        project: Comet project name (``project_name`` is accepted too).
+        experiment_key: Key of an experiment to continue (with ``mode="get"`` or ``"get_or_create"``) or
+            to give a new one: 32 to 50 letters and digits.
+        mode: ``"get_or_create"`` (Comet's default), ``"get"`` or ``"create"``.
+        online: ``False`` writes an offline archive; ``None`` asks Comet's config (``COMET_START_ONLINE``),
+            then goes offline only when there is no API key.
+        prefix: Put in front of every metric name, joined with ``_`` (Comet's way).
+        log_model: ``True`` logs the best and last checkpoints as files of a Comet model when training
+            ends; ``"all"`` logs every checkpoint as it is saved; ``False`` logs none.
+        checkpoint_name: Name of the Comet model the checkpoints go to (default ``"model"``).
+        \**kwargs: Passed to ``comet_ml.ExperimentConfig``: ``name`` (or ``experiment_name``),
+            ``offline_directory`` (or ``save_dir``), ``tags``, ``log_code``, ``display_summary_level``...
+
+    Example:
+        >>> import tempfile
+        >>> from tracklight.loggers.comet import CometLogger
+        >>> logger = CometLogger(project_name="my-project", experiment_name="experiment-1",
+        ...                      save_dir=tempfile.mkdtemp(), online=False, display_summary_level=0)
+        >>> logger.log_metrics({"train/loss": 0.5}, step=10)
+        >>> logger.finalize("success")  # the archive is complete: comet upload <save_dir>/<key>-*.zip
+    """
+
+    LOGGER_JOIN_CHAR = "_"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        workspace: str | None = None,
+        project: str | None = None,
+        experiment_key: str | None = None,
+        mode: Literal["get_or_create", "get", "create"] | None = None,
+        online: bool | None = None,
+        prefix: str | None = None,
+        log_model: bool | Literal["all"] = False,
+        checkpoint_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        settings = comet_config.resolve(
+            api_key=api_key,
+            workspace=workspace,
+            project=project,
+            experiment_key=experiment_key,
+            mode=mode,
+            online=online,
+            kwargs=kwargs,
+        )
+        comet_ml = comet_config.import_comet(offline=comet_config.offline_before_import(settings))
+        self._settings = settings
+        self._online = comet_config.decide_online(comet_ml, settings)
+        self._config_kwargs = comet_config.experiment_config_kwargs(settings, self._online)
+        comet_config.experiment_config(comet_ml, self._config_kwargs)  # bad keywords fail here, not mid-training
+        self._project = settings.project
+        self._experiment_key = settings.experiment_key
+        self._prefix = prefix or None
+        self._log_model = checkpoints.check_log_model(log_model)
+        self._checkpoint_name = checkpoint_name or "model"
+        self._experiment: Any = None
+        self._ended = False  # finalize ended the experiment: later use continues it by key
+        self._offline_directory = comet_config.offline_directory(comet_ml, settings, self._online)
+        self._checkpoint_callbacks: dict[int, Any] = {}
+        self._logged_model_time: dict[str, float] = {}
+        self._checkpoint_failures = 0
+
+    # ---- identity ----------------------------------------------------------------------------------------
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The ``comet_ml`` experiment (``OfflineExperiment`` offline); a no-op stand-in on other ranks.
+
+        Started on first use; after ``finalize`` ended it, the next use continues the same experiment.
+        """
+        if self._experiment is None:
+            self._experiment = self._start()
+        return self._experiment
+
+    def _start(self) -> Any:
+        comet_ml = comet_config.import_comet(offline=not self._online)
+        mode = "get" if self._ended else self._settings.mode
+        config = comet_config.experiment_config(comet_ml, self._config_kwargs)
+        probes = comet_config.no_network_probes(comet_ml) if not self._online else contextlib.nullcontext()
+        with probes:
+            experiment = comet_ml.start(
+                api_key=self._settings.api_key,
+                workspace=self._settings.workspace,
+                project=self._project,
+                experiment_key=self._experiment_key,
+                mode=mode,
+                online=self._online,
+                experiment_config=config,
+            )
+        self._experiment_key = experiment.get_key()
+        self._project = getattr(experiment, "project_name", None) or self._project
+        if not self._online and getattr(experiment, "offline_directory", None):
+            self._offline_directory = os.path.abspath(experiment.offline_directory)  # Comet may fall back to a tmp dir
+        if not self._ended:
+            experiment.log_other("Created from", CREATED_FROM)
+        return experiment
+
+    @property
+    def name(self) -> str | None:
+        """The Comet project name (as in Lightning)."""
+        return self._project
+
+    @property
+    def version(self) -> str | None:
+        """The experiment key; rank zero starts the experiment to learn it when it was not given."""
+        if self._experiment is not None:
+            return str(self._experiment.get_key())
+        if self._experiment_key is None and global_rank() == 0:
+            return str(self.experiment.get_key())
+        return self._experiment_key
+
+    @property
+    def save_dir(self) -> str | None:
+        """The directory of offline archives (``save_dir``/``offline_directory``), or ``None`` online without one."""
+        return self._offline_directory
+
+    @property
+    def online(self) -> bool:
+        """Whether the experiment goes to the Comet server (``False``: an offline archive)."""
+        return self._online
+
+    # ---- metrics and hyperparameters ---------------------------------------------------------------------
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log numbers at ``step``; Lightning's ``epoch`` entry becomes the epoch of the values, as in Lightning."""
+        values: dict[str, float | int] = {}
+        epoch = None
+        for key, value in flatten(metrics).items():
+            number = to_number(key, value)
+            if key == "epoch":
+                epoch = int(number)
+            else:
+                values[key] = number
+        self.experiment.log_metrics(values, prefix=self._prefix, step=step, epoch=epoch)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:
+        """Log hyperparameters as Comet parameters (nested dicts shown as ``outer|inner``)."""
+        clean, notes = sanitize(params)
+        warn_conversions(notes, type(self).__name__)
+        self.experiment.log_parameters(clean, nested_support=True)
+
+    @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Record the model's structure (its ``repr``) as the experiment's graph."""
+        self.experiment.set_model_graph(model)
+
+    # ---- media: through Comet's own calls ----------------------------------------------------------------
+
+    def _write_images(self, key: str, images: list[media.Image], step: int | None) -> None:
+        for index, image in enumerate(images):
+            name = key if len(images) == 1 else f"{key}_{index}"
+            metadata = {"caption": image.caption} if image.caption else None
+            self.experiment.log_image(io.BytesIO(image.png()), name=name, step=step, metadata=metadata)
+
+    def _write_histogram(self, key: str, values: np.ndarray, step: int | None, bins: Any) -> None:
+        # Comet bins the values itself (fixed, fine bins shared by every step of the chart).
+        self.experiment.log_histogram_3d(values, name=key, step=step)
+
+    def _write_text(self, key: str, text: str, step: int | None) -> None:
+        self.experiment.log_text(text, step=step, metadata={"key": key})
+
+    def _write_audio(self, key: str, audio: media.Audio, step: int | None) -> None:
+        # Comet takes a file or an array, not bytes; it copies the file when called, so ours can go at once.
+        handle, path = tempfile.mkstemp(suffix=".wav", prefix="tracklight-")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(audio.wav())
+            metadata = {"key": key, "sample_rate": audio.sample_rate}
+            if audio.caption:
+                metadata["caption"] = audio.caption
+            self.experiment.log_audio(path, file_name=_file_name(key, step, "wav"), step=step, metadata=metadata)
+        finally:
+            os.remove(path)
+
+    def _write_figure(self, key: str, figure: Any, step: int | None) -> None:
+        if media.is_figure(figure):
+            self.experiment.log_figure(figure_name=key, figure=figure, step=step)
+        else:
+            self._write_images(key, media.to_images(figure), step)
+
+    def _write_table(self, key: str, table: media.Table, step: int | None) -> None:
+        self.experiment.log_table(_file_name(key, step, "csv"), tabular_data=table.rows, headers=table.columns)
+
+    # ---- checkpoints -------------------------------------------------------------------------------------
+
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """With ``log_model="all"`` log the checkpoint just saved; with ``True`` remember the callback for the end."""
+        if not self._log_model:
+            return
+        if checkpoints.logs_every_save(self._log_model, checkpoint_callback):
+            self._log_checkpoints(checkpoint_callback)
+        else:
+            self._checkpoint_callbacks[id(checkpoint_callback)] = checkpoint_callback
+
+    def _log_checkpoints(self, callback: Any) -> None:
+        for candidate in checkpoints.candidates(callback, self._logged_model_time):
+            metadata = checkpoints.metadata(callback, candidate)
+            metadata["best"] = candidate.best
+            try:
+                # Comet copies the file now, so a checkpoint Lightning rewrites or deletes later is unaffected.
+                self.experiment.log_model(
+                    self._checkpoint_name,
+                    candidate.path,
+                    file_name=os.path.basename(candidate.path),
+                    metadata=metadata,
+                )
+            except Exception as err:  # a checkpoint that cannot be logged must not stop training
+                self._checkpoint_failures += 1
+                if self._checkpoint_failures == 1:
+                    warnings.warn(
+                        f"CometLogger could not log the checkpoint {candidate.path} ({type(err).__name__}: {err}). "
+                        "The file is still on disk; log it later with experiment.log_model(name, path). "
+                        "Further failures are not reported.",
+                        TracklightWarning,
+                        stacklevel=4,
+                    )
+                continue
+            self._logged_model_time[candidate.path] = candidate.mtime
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Log the checkpoints still due, record ``status`` and end the experiment (offline: write the archive)."""
+        for callback in list(self._checkpoint_callbacks.values()):
+            with contextlib.suppress(ReferenceError):  # the callback (held through a weak proxy) is gone
+                self._log_checkpoints(callback)
+        self._checkpoint_callbacks.clear()
+        experiment = self._experiment
+        if experiment is None:
+            return
+        self._experiment = None
+        self._ended = True
+        experiment.log_other("status", status)
+        experiment.end()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The experiment holds threads and sockets; a copy in another process continues it by its key.
+        state = dict(self.__dict__)
+        if self._experiment is not None:
+            state["_experiment_key"] = self._experiment.get_key()
+        state["_experiment"] = None
+        state["_checkpoint_callbacks"] = {}
+        return state
+
+
+def _file_name(key: str, step: int | None, extension: str) -> str:
+    return f"{key}.{extension}" if step is None else f"{key}_step{step}.{extension}"
