@@ -8,13 +8,12 @@ import io
 import itertools
 import os
 import time
-import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracklight import _flushing
-from tracklight._errors import TracklightWarning
+from tracklight._errors import warn
 
 _tmp_names = itertools.count()
 
@@ -102,11 +101,9 @@ class CSVTable:
         _flushing.unregister(self)
         self._closed = True
         if lost:
-            warnings.warn(
+            warn(
                 f"{self.path} could not be written; the rows logged since the last successful write "
-                f"({len(self._rows)} queued, plus any half-written one) are lost. Check free space and permissions.",
-                TracklightWarning,
-                stacklevel=2,
+                f"({len(self._rows)} queued, plus any half-written one) are lost. Check free space and permissions."
             )
 
     def __del__(self) -> None:
@@ -228,11 +225,9 @@ class CSVTable:
         if self._failed_once:
             return
         self._failed_once = True
-        warnings.warn(
+        warn(
             f"Could not write {self.path} ({err}). The rows not yet written are kept in memory and written at "
-            "the next flush (tried several times a second); free space or fix permissions to let them through.",
-            TracklightWarning,
-            stacklevel=3,
+            "the next flush (tried several times a second); free space or fix permissions to let them through."
         )
 
 
@@ -254,9 +249,7 @@ def _warn_if_cut_short(path: str) -> None:
                 return
     except FileNotFoundError:
         return
-    warnings.warn(
+    warn(
         f"The last line of {path} was cut short (a process stopped while writing it?); it is kept as it is "
-        "and new rows start on the next line.",
-        TracklightWarning,
-        stacklevel=4,
+        "and new rows start on the next line."
     )

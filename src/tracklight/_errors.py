@@ -17,3 +17,18 @@ class TracklightWarning(UserWarning):
 
 class InvalidMetricError(TracklightError, ValueError):
     """A logged metric value is not a number; the message names the key."""
+
+
+def warn(message: str, category: type[Warning] = TracklightWarning) -> None:
+    """Warn, attributing the warning to the first caller outside tracklight (the user's line), however deep
+    in tracklight (decorators, a LoggerCollection, a backend) the warning is raised."""
+    import os
+    import sys
+    import warnings
+
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 2, sys._getframe(1)  # stacklevel 1 would be this function itself
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

@@ -17,12 +17,11 @@ import os
 import socket
 import struct
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tracklight import _flushing
-from tracklight._errors import TracklightWarning
+from tracklight._errors import warn
 
 try:  # the C implementation is ~100x faster than the pure-Python fallback
     from crc32c import crc32c as _crc32c
@@ -224,11 +223,9 @@ class EventFile:
     def _report(self, err: OSError) -> None:
         if not self._failed_once:
             self._failed_once = True
-            warnings.warn(
+            warn(
                 f"Could not write TensorBoard events to {self.directory} ({err}); {len(self._held)} event(s) "
-                "are kept in memory and written at the next flush.",
-                TracklightWarning,
-                stacklevel=3,
+                "are kept in memory and written at the next flush."
             )
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
-import warnings
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from tracklight._errors import TracklightError, TracklightWarning
+from tracklight._errors import TracklightError, warn
 from tracklight._fs import atomic_write_text
 from tracklight._imports import module_prefix
 
@@ -142,11 +141,9 @@ def warn_conversions(notes: list[str], logger_name: str) -> None:
     shown = "; ".join(notes[:10])
     if len(notes) > 10:  # details for the first ten, but every converted key is named
         shown += "; and " + ", ".join(note.partition(" (")[0] for note in notes[10:])
-    warnings.warn(
+    warn(
         f"{logger_name}: {len(notes)} hyperparameter value(s) were converted to plain values to be logged: "
-        f"{shown}. Pass numbers, strings, lists or dicts to control exactly what is stored.",
-        TracklightWarning,
-        stacklevel=3,
+        f"{shown}. Pass numbers, strings, lists or dicts to control exactly what is stored."
     )
 
 
@@ -188,12 +185,10 @@ class HparamsYaml:
                 f"{self.path} exists but is not YAML ({err}); move it away to let tracklight write its own."
             ) from err
         if loader.python_tags:
-            warnings.warn(
+            warn(
                 f"{self.path} holds Python-specific YAML tags ({', '.join(sorted(loader.python_tags))}), as "
                 "Lightning writes for tuples, Namespaces or objects; they were read as plain lists, dicts and "
                 "strings, and the file is rewritten as safe YAML.",
-                TracklightWarning,
-                stacklevel=4,
             )
         return sanitize(loaded)[0] if isinstance(loaded, Mapping) else {}
 

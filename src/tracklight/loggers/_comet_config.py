@@ -10,13 +10,12 @@ import contextlib
 import os
 import re
 import sys
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from tracklight._errors import TracklightError, TracklightWarning
+from tracklight._errors import TracklightError, warn
 from tracklight._imports import require
 
 #: Lightning's CometLogger values for ``mode``.
@@ -90,11 +89,9 @@ def _one_of(name: str, value: Any, old_name: str, old_value: Any) -> Any:
     if old_value is None:
         return value
     if value is not None and value != old_value:
-        warnings.warn(
+        warn(
             f"CometLogger got both {name}={value!r} and the older {old_name}={old_value!r}; using {name}. "
-            f"Pass only {name}.",
-            TracklightWarning,
-            stacklevel=4,
+            f"Pass only {name}."
         )
         return value
     return old_value
@@ -134,12 +131,10 @@ def decide_online(comet_ml: ModuleType, settings: CometSettings) -> bool:
         return bool(configured)
     if comet_ml.config.get_api_key(settings.api_key, config) is None:
         directory = settings.offline_directory or config.get_string(None, "comet.offline_directory")
-        warnings.warn(
+        warn(
             "CometLogger found no Comet API key, so it logs offline: the experiment is written as a .zip archive "
             f"under {directory!r}. To log online, pass api_key=... or set COMET_API_KEY; to send this "
-            "archive later, run `comet upload <archive.zip>`.",
-            TracklightWarning,
-            stacklevel=4,
+            "archive later, run `comet upload <archive.zip>`."
         )
         return False
     return True

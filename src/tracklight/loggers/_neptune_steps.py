@@ -11,11 +11,10 @@ before it is sent.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-from tracklight._errors import TracklightWarning
+from tracklight._errors import warn
 
 #: How far past the last step a value logged at a repeated or earlier step is placed.
 NUDGE = 1e-6
@@ -75,13 +74,11 @@ class SeriesSteps:
             return
         self._warned.add(path)
         relation = "again" if step == last else f"after step {last:g}"
-        warnings.warn(
+        warn(
             f"{self._owner}: {path!r} got a value at step {step:g} {relation}. Neptune only accepts increasing "
             f"steps in a series, so it was logged at step {moved!r} instead (and so are later values of this "
             "series that do not come after its last step; this is reported once per series). Log each series "
-            "with increasing steps, e.g. trainer.global_step, to keep the steps you gave.",
-            TracklightWarning,
-            stacklevel=5,
+            "with increasing steps, e.g. trainer.global_step, to keep the steps you gave."
         )
 
 

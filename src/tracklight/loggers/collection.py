@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from argparse import Namespace
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tracklight._errors import InvalidMetricError, TracklightError, TracklightWarning
+from tracklight._errors import InvalidMetricError, TracklightError, warn
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 
 __all__ = ["LoggerCollection"]
@@ -141,13 +140,11 @@ class LoggerCollection(Logger):
         if position in self._reported:
             return
         self._reported.add(position)
-        warnings.warn(
+        warn(
             f"{key[0]} (logger {position} of this LoggerCollection) failed in {method}() with "
             f"{type(err).__name__}: {err}. The other loggers got the call; further failures of this logger are "
             "counted in LoggerCollection.failures, not repeated. Pass LoggerCollection(..., strict=True) to raise "
-            "instead.",
-            TracklightWarning,
-            stacklevel=4,
+            "instead."
         )
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:

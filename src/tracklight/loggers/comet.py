@@ -6,13 +6,12 @@ import contextlib
 import io
 import os
 import tempfile
-import warnings
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight import media
-from tracklight._errors import TracklightWarning
+from tracklight._errors import warn
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _comet_config as comet_config
@@ -258,12 +257,10 @@ class CometLogger(Logger):
             except Exception as err:  # a checkpoint that cannot be logged must not stop training
                 self._checkpoint_failures += 1
                 if self._checkpoint_failures == 1:
-                    warnings.warn(
+                    warn(
                         f"CometLogger could not log the checkpoint {candidate.path} ({type(err).__name__}: {err}). "
                         "The file is still on disk; log it later with experiment.log_model(name, path). "
-                        "Further failures are not reported.",
-                        TracklightWarning,
-                        stacklevel=4,
+                        "Further failures are not reported."
                     )
                 continue
             self._logged_model_time[candidate.path] = candidate.mtime

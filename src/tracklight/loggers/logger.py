@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from abc import ABC, abstractmethod
 from argparse import Namespace
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklight import media
-from tracklight._errors import TracklightWarning
+from tracklight._errors import warn
 from tracklight._imports import is_instance_by_name
 from tracklight._media_files import MediaFiles
 from tracklight._rank import global_rank, rank_zero_only
@@ -201,12 +200,10 @@ class Logger(ABC):
         if directory is None:
             if kind not in said:
                 said.add(kind)
-                warnings.warn(
+                warn(
                     f"{type(self).__name__} has no local directory, so the {kind} logged under {key!r} was not "
                     "kept. Add a logger that shows it (TensorBoardLogger, CSVLogger) or log it with "
-                    "a LoggerCollection that includes one.",
-                    TracklightWarning,
-                    stacklevel=5,
+                    "a LoggerCollection that includes one."
                 )
             return
         store = self.__dict__.get("_tracklight_media_files")
@@ -215,11 +212,9 @@ class Logger(ABC):
         store.keep(kind, key, step, files, **meta)
         if kind not in said:
             said.add(kind)
-            warnings.warn(
+            warn(
                 f"{type(self).__name__} cannot display {kind} media, so it keeps them as files under "
-                f"{store.root} (listed in {store.index_path}).",
-                TracklightWarning,
-                stacklevel=5,
+                f"{store.root} (listed in {store.index_path})."
             )
 
 

@@ -6,13 +6,12 @@ import contextlib
 import importlib.util
 import math
 import os
-import warnings
 from argparse import Namespace
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklight import __version__, media
-from tracklight._errors import MissingDependencyError, TracklightError, TracklightWarning
+from tracklight._errors import MissingDependencyError, TracklightError, warn
 from tracklight._imports import is_instance_by_name, require
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
@@ -450,7 +449,7 @@ class NeptuneLogger(Logger):
     def _say(self, topic: str, message: str) -> None:
         if topic not in self._said:
             self._said.add(topic)
-            warnings.warn(message, TracklightWarning, stacklevel=4)
+            warn(message)
 
 
 def _mode_of(root: Any) -> str | None:

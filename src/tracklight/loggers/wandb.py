@@ -8,13 +8,12 @@ import os
 import secrets
 import string
 import time
-import warnings
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight import media
-from tracklight._errors import MissingDependencyError, TracklightError, TracklightWarning
+from tracklight._errors import MissingDependencyError, TracklightError, warn
 from tracklight._imports import require
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
@@ -182,11 +181,9 @@ class WandbLogger(Logger):
     def _open_run(self) -> Any:
         wandb = require("wandb", "wandb")
         if wandb.run is not None:
-            warnings.warn(
+            warn(
                 "There is a wandb run already in progress and newly created instances of `WandbLogger` will reuse "
-                "this run. If this is not desired, call `wandb.finish()` before instantiating `WandbLogger`.",
-                TracklightWarning,
-                stacklevel=4,
+                "this run. If this is not desired, call `wandb.finish()` before instantiating `WandbLogger`."
             )
             self._owns_run = False
             return wandb.run
@@ -394,11 +391,9 @@ class WandbLogger(Logger):
         """Without ``soundfile`` W&B logs no audio at all: keep the clip as a WAV file and say how to fix it."""
         if "_audio_fallback_said" not in self.__dict__:
             self._audio_fallback_said = True
-            warnings.warn(
+            warn(
                 "W&B needs the 'soundfile' package to log audio, and it is not installed: WandbLogger keeps the "
-                "clips as WAV files instead. Fix: pip install soundfile",
-                TracklightWarning,
-                stacklevel=4,
+                "clips as WAV files instead. Fix: pip install soundfile"
             )
         if isinstance(clip, (str, os.PathLike)):
             extension = os.path.splitext(os.fspath(clip))[1].lstrip(".") or "audio"
@@ -449,13 +444,11 @@ class WandbLogger(Logger):
             except Exception as err:  # a checkpoint that cannot be logged must not stop training
                 self._checkpoint_failures += 1
                 if self._checkpoint_failures == 1:
-                    warnings.warn(
+                    warn(
                         f"WandbLogger could not log the checkpoint {candidate.path} as an artifact "
                         f"({type(err).__name__}: {err}). The file is still on disk; log it later with "
                         "wandb.Artifact(...).add_file(path) and run.log_artifact(artifact). Further failures "
-                        "are not reported.",
-                        TracklightWarning,
-                        stacklevel=4,
+                        "are not reported."
                     )
                 continue
             self._logged_model_time[candidate.path] = candidate.mtime
