@@ -1,0 +1,418 @@
+"""Background delivery for remote backends: bounded memory, batching, retry with backoff, spill to disk.
+
+The training thread only appends items (plain JSON-able dicts with a ``kind``) to an in-memory queue
+and returns. One worker thread per :class:`Delivery` takes them in batches sized to the backend's
+limits and hands them to a :class:`Sink` (the backend's own code: MLflow, W&B...). When a send fails
+it is retried with exponential backoff; while the backend stays down, and whenever the queue is full,
+items move to a JSON-lines spill file, which is replayed when the backend answers again. Nothing is
+dropped and the training thread never waits on the network.
+
+``drain()`` and ``close()`` are where waiting happens, bounded by a timeout; they return a
+:class:`DeliveryReport` that says what was delivered, what is kept on disk and the one command that
+sends it later::
+
+    python -m tracklight.delivery replay <spill file>
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import time
+import warnings
+import weakref
+from collections import Counter, deque
+from collections.abc import Iterable
+from typing import Any
+
+from tracklight import _flushing
+from tracklight._delivery_batch import DeliveryReport, Sink, batch_size
+from tracklight._delivery_spill import Item, SpillFile
+from tracklight._errors import TracklightWarning
+
+__all__ = ["Delivery", "DeliveryReport", "Sink", "batch_size"]
+
+#: Seconds ``close()`` waits for delivery at interpreter exit for a logger that was never finalized.
+EXIT_TIMEOUT = 10.0
+
+
+class Delivery:
+    """A background worker that delivers items to a :class:`Sink` without ever blocking the caller.
+
+    Args:
+        sink: The backend.
+        spill_path: The JSON-lines file that keeps items the backend could not take yet. It is created
+            only when needed and removed once everything in it was delivered. An existing file is
+            loaded and replayed.
+        max_pending: Items kept in memory at most; beyond that they go to the spill file.
+        linger: Seconds to wait for more items before sending a batch that is not full.
+        spill_after: Seconds of failing sends after which queued items move to the spill file.
+        backoff_max: The longest wait between two attempts while the backend is failing.
+
+    Example:
+        >>> class PrintSink:
+        ...     factory, limits, max_items, max_bytes = "", {"metric": 2}, 2, 1000
+        ...     def describe(self): return "stdout"
+        ...     def target(self): return {}
+        ...     def open(self): pass
+        ...     def send(self, items): print([item["value"] for item in items])
+        ...     def is_permanent(self, error): return False
+        >>> import tempfile, os
+        >>> delivery = Delivery(PrintSink(), os.path.join(tempfile.mkdtemp(), "spill.jsonl"), linger=0)
+        >>> delivery.put_many({"kind": "metric", "value": v} for v in range(3))
+        >>> delivery.close(timeout=5).complete
+        [0, 1]
+        [2]
+        True
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        spill_path: str,
+        *,
+        max_pending: int = 50_000,
+        linger: float = 0.2,
+        spill_after: float = 5.0,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.sink = sink
+        self._max_pending = max_pending
+        self._linger = linger
+        self._spill_after = spill_after
+        self._backoff_max = backoff_max
+        self._cond = threading.Condition(threading.Lock())
+        self._spill = SpillFile(spill_path, self._header)
+        self._pending: deque[Item] = deque()
+        self._first_pending = 0.0
+        self._inflight: list[Item] = []
+        self._thread: threading.Thread | None = None
+        self._generation = 0
+        self._stop = False
+        self._closed = False
+        self._hurry = False
+        self._waiters = 0
+        self._opened = False
+        self._open_attempts = 0
+        self._failures = 0
+        self._failing_since: float | None = None
+        self._next_attempt = 0.0
+        self._last_error: str | None = None
+        self._said_down = False
+        self.delivered: Counter[str] = Counter()
+        _live.add(self)
+        _flushing.register(self)
+        if self._spill.pending:
+            with self._cond:
+                self._start()
+
+    # ---- the producer side: never blocks on the network ------------------------------------------
+
+    def put(self, item: Item) -> None:
+        """Queue one item."""
+        self.put_many((item,))
+
+    def put_many(self, items: Iterable[Item]) -> None:
+        """Queue items; beyond ``max_pending`` queued items everything queued moves to the spill file."""
+        with self._cond:
+            was_empty = not self._pending
+            if was_empty:
+                self._first_pending = time.monotonic()
+            self._pending.extend(items)
+            self._closed = False
+            if len(self._pending) >= self._max_pending:
+                self._spill_pending()
+            if self._thread is None or self._stop:
+                self._start()
+            elif was_empty or len(self._pending) >= self.sink.max_items:
+                self._cond.notify_all()
+
+    def flush(self, force: bool = False) -> None:
+        """Called by tracklight's flusher; ``force`` (exit, SIGTERM) moves queued items to disk at once."""
+        if force:
+            with self._cond:
+                self._spill_pending()
+                self._spill.sync()
+
+    def wait_open(self, timeout: float) -> bool:
+        """Wait until the sink is open or a first attempt to open it failed; whether it is open."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._thread is None or self._stop:
+                self._start()
+            while not self._opened and self._open_attempts == 0 and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            return self._opened
+
+    @property
+    def opened(self) -> bool:
+        """Whether the sink was opened (for MLflow: the run exists)."""
+        return self._opened
+
+    @property
+    def spill_path(self) -> str:
+        return self._spill.path
+
+    # ---- waiting, bounded -------------------------------------------------------------------------
+
+    def drain(self, timeout: float) -> DeliveryReport:
+        """Wait up to ``timeout`` seconds until everything queued or spilled is delivered; never raises."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._has_work() and (self._thread is None or self._stop):
+                self._start()
+            self._hurry = True
+            self._waiters += 1
+            self._cond.notify_all()
+            try:
+                while (self._has_work() or self._inflight) and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(min(left, 1.0))
+            finally:
+                self._waiters -= 1
+                self._hurry = False
+            return self._report()
+
+    def close(self, timeout: float) -> DeliveryReport:
+        """:meth:`drain`, then keep what is left in the spill file and stop the worker.
+
+        Putting items again later starts a new worker.
+        """
+        self.drain(timeout)
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=1.0)
+        with self._cond:
+            if self._inflight:
+                # The worker is still inside a network call: keep a copy of its batch (sending it twice is
+                # harmless) and let that worker, now stale, only count what it delivers.
+                self._spill.append(self._inflight)
+                self._inflight = []
+                self._generation += 1
+            self._spill_pending()
+            self._spill.close()
+            self._closed = True
+            return self._report()
+
+    # ---- the worker -------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._stop = False
+        self._generation += 1
+        self._thread = threading.Thread(
+            target=self._run, args=(self._generation,), name="tracklight-delivery", daemon=True
+        )
+        self._thread.start()
+
+    def _has_work(self) -> bool:
+        return bool(self._pending) or self._spill.pending
+
+    def _run(self, generation: int) -> None:
+        while True:
+            with self._cond:
+                action = self._next_action(generation)
+                if action is None:
+                    if self._thread is threading.current_thread():
+                        self._thread = None
+                    self._cond.notify_all()
+                    return
+            kind, payload = action
+            try:
+                if kind == "open":
+                    self.sink.open()
+                elif kind == "replay":
+                    self._replay(generation, *payload)
+                else:
+                    self._deliver(payload)
+            except Exception as error:
+                self._failed(generation, kind, error)
+            else:
+                self._succeeded(generation, kind)
+
+    def _next_action(self, generation: int) -> tuple[str, Any] | None:
+        idle_since = time.monotonic()
+        while True:
+            if self._stop or generation != self._generation:
+                return None
+            now = time.monotonic()
+            if not self._has_work() and (self._opened or self._open_attempts):
+                # Nothing to send (and the sink was opened, or tried): an idle worker ends after a while and
+                # the next put starts another.
+                if now - idle_since >= 30.0:
+                    return None
+                self._cond.wait(30.0)
+                continue
+            if now < self._next_attempt and not self._hurry:
+                self._cond.wait(self._next_attempt - now)
+                continue
+            if not self._opened:
+                action: tuple[str, Any] = ("open", None)
+            elif self._spill.pending:
+                action = ("replay", self._spill.pending_range())
+            elif (
+                self._hurry
+                or self._failing_since is not None
+                or len(self._pending) >= self.sink.max_items
+                or now - self._first_pending >= self._linger
+            ):
+                taken = batch_size(self._pending, self.sink.limits, self.sink.max_items, self.sink.max_bytes)
+                self._inflight = [self._pending.popleft() for _ in range(taken)]
+                action = ("send", self._inflight)
+            else:
+                self._cond.wait(self._first_pending + self._linger - now)
+                continue
+            if self._failing_since is not None:
+                self._hurry = False  # one quick retry per drain(), then the normal backoff
+            return action
+
+    def _deliver(self, items: list[Item]) -> None:
+        """Send ``items``; when the backend refuses them for good, halve the batch to find and keep the bad ones."""
+        try:
+            self.sink.send(items)
+        except Exception as error:
+            if not self.sink.is_permanent(error):
+                raise
+            if len(items) > 1:
+                middle = len(items) // 2
+                self._deliver(items[:middle])
+                self._deliver(items[middle:])
+                return
+            with self._cond:
+                self._spill.reject(items[0], f"{type(error).__name__}: {error}")
+            warnings.warn(
+                f"{self.sink.describe()} refused a {items[0]['kind']} ({_describe_item(items[0])}): {error}. "
+                f"It is kept in {self._spill.rejected_path}.",
+                TracklightWarning,
+                stacklevel=2,
+            )
+            return
+        with self._cond:
+            self.delivered.update(item["kind"] for item in items)
+
+    def _replay(self, generation: int, start: int, end: int) -> None:
+        """Send the spill file's items from ``start`` in batches, committing the offset after each one."""
+        entries = self._spill.read(start, end, 10 * self.sink.max_items)
+        index = 0
+        while index < len(entries) and not self._stop and generation == self._generation:
+            rest = [item for item, _ in entries[index:]]
+            # Control lines (``_target``, broken lines) are not sent; they are passed over with the batch.
+            positions = [at for at, item in enumerate(rest) if not str(item.get("kind", "_")).startswith("_")]
+            if not positions:
+                with self._cond:
+                    self._spill.commit(entries[-1][1], Counter())
+                return
+            real = [rest[at] for at in positions]
+            taken = batch_size(real, self.sink.limits, self.sink.max_items, self.sink.max_bytes)
+            self._deliver(real[:taken])
+            last = index + positions[taken - 1]
+            with self._cond:
+                self._spill.commit(entries[last][1], Counter(item["kind"] for item in real[:taken]))
+            index = last + 1
+
+    def _succeeded(self, generation: int, kind: str) -> None:
+        with self._cond:
+            if generation != self._generation:
+                return
+            if kind == "open":
+                self._opened = True
+                self._open_attempts += 1
+                self._spill.append_target(self.sink.target())
+            elif kind == "send":
+                self._inflight = []
+            if self._failing_since is not None:  # back: the next outage is reported again
+                self._failing_since = None
+                self._failures = 0
+                self._next_attempt = 0.0
+                self._said_down = False
+            self._cond.notify_all()
+
+    def _failed(self, generation: int, kind: str, error: Exception) -> None:
+        message = f"{type(error).__name__}: {error}"
+        with self._cond:
+            if generation != self._generation:
+                return  # close() kept this worker's batch already
+            now = time.monotonic()
+            self._last_error = message
+            if kind == "open":
+                self._open_attempts += 1
+            elif kind == "send":
+                self._pending.extendleft(reversed(self._inflight))
+                self._inflight = []
+            if self._failing_since is None:
+                self._failing_since = now
+            self._failures += 1
+            # While someone waits in drain() (finalize), retry often enough to notice the backend return quickly.
+            longest = min(self._backoff_max, 1.0) if self._waiters else self._backoff_max
+            self._next_attempt = now + min(longest, 0.25 * 2**self._failures)
+            if now - self._failing_since >= self._spill_after:
+                self._spill_pending()
+            first = not self._said_down
+            self._said_down = True
+        if first:
+            warnings.warn(
+                f"{self.sink.describe()} is not answering ({message}). Training goes on: logged values are "
+                f"queued, retried in the background and kept in {self._spill.path} while it stays down.",
+                TracklightWarning,
+                stacklevel=2,
+            )
+        with self._cond:  # only now: whoever waits for this attempt also sees its warning
+            self._cond.notify_all()
+
+    # ---- internals ----------------------------------------------------------------------------------
+
+    def _spill_pending(self) -> None:
+        if self._pending:
+            self._spill.append(self._pending)
+            self._pending.clear()
+            self._cond.notify_all()
+
+    def _header(self) -> dict[str, Any]:
+        return {"factory": self.sink.factory, "destination": self.sink.describe(), "target": self.sink.target()}
+
+    def _report(self) -> DeliveryReport:
+        queued = Counter(item["kind"] for item in self._pending)
+        queued.update(item["kind"] for item in self._inflight)
+        return DeliveryReport(
+            destination=self.sink.describe(),
+            delivered=Counter(self.delivered),
+            kept=+self._spill.kept,
+            queued=queued,
+            rejected=Counter(self._spill.rejected),
+            spill_path=self._spill.path,
+            rejected_path=self._spill.rejected_path,
+            last_error=self._last_error if self._spill.kept or queued else None,
+        )
+
+
+def _describe_item(item: Item) -> str:
+    shown = {key: value for key, value in item.items() if key != "kind"}
+    text = ", ".join(f"{key}={value!r}" for key, value in shown.items())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# ---- every live delivery is closed at exit, so what is queued ends up delivered or on disk -----------
+
+_live: weakref.WeakSet[Delivery] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for delivery in list(_live):
+        try:
+            with delivery._cond:
+                if delivery._closed or not (delivery._has_work() or delivery._inflight):
+                    continue  # finalized (and reported) already, or nothing to send
+            report = delivery.close(EXIT_TIMEOUT)
+            if not report.complete:
+                print(f"tracklight: {report}", file=sys.stderr)
+        except Exception as error:  # exiting anyway: say what happened, never raise from atexit
+            print(f"tracklight: could not finish delivery to {delivery.sink.describe()}: {error}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    from tracklight._delivery_cli import main
+
+    sys.exit(main())

@@ -1,0 +1,575 @@
+"""MLFlowLogger: Lightning's arguments and semantics, with every request sent in the background.
+
+What reaches MLflow goes through :mod:`tracklight.delivery`: the training thread queues values and
+returns; a worker batches them to MLflow's limits, retries while the server is away, keeps them in a
+spill file when it stays away, and sends them when it returns. MLflow's own rules (which metric keys it
+takes, how long a value may be, how a run ends) live here and in ``tracklight._delivery_mlflow``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import time
+import uuid
+import warnings
+from argparse import Namespace
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from tracklight import media
+from tracklight._errors import MissingDependencyError, TracklightError, TracklightWarning
+from tracklight._metrics import to_number
+from tracklight._rank import global_rank, rank_zero_only
+from tracklight.loggers.logger import Logger, rank_zero_experiment
+from tracklight.params import flatten, sanitize, warn_conversions
+
+if TYPE_CHECKING:
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from tracklight._delivery_mlflow import MlflowSink
+    from tracklight.delivery import Delivery, DeliveryReport
+
+__all__ = ["MLFlowLogger", "mlflow_key"]
+
+LOCAL_FILE_URI_PREFIX = "file:"
+
+#: The longest metric or param key MLflow takes (``mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH``).
+MAX_KEY_LENGTH = 250
+
+# MLflow takes keys made of letters, digits and ``_ - . / :`` and spaces (``\w`` is Unicode-aware, as MLflow's is).
+_REFUSED_CHARACTERS = re.compile(r"[^\w\-./ :]")
+_UNSAFE_PATH = re.compile(r"[^A-Za-z0-9_\-. ]+")
+
+
+def mlflow_key(key: str) -> str:
+    """The key MLflow stores for ``key``: the one rule every metric and hyperparameter key goes through.
+
+    1. Each character MLflow refuses (anything but letters, digits, ``_``, ``-``, ``.``, ``/``, ``:`` and
+       space) becomes ``_``.
+    2. A key longer than 250 characters keeps its first 241 and ends in ``_`` plus 8 hex digits of a hash
+       of the whole key, so long keys that share a beginning stay apart.
+    3. Each ``/``-separated part that is empty, ``.`` or ``..`` becomes ``_`` (MLflow refuses keys that a
+       file path would read differently: ``a//b``, ``/a``, ``a/``, ``a/./b``).
+
+    Example:
+        >>> mlflow_key("val/acc@top1")
+        'val/acc_top1'
+        >>> mlflow_key("/loss//")
+        '_/loss/_/_'
+    """
+    mapped = _REFUSED_CHARACTERS.sub("_", key)
+    if len(mapped) > MAX_KEY_LENGTH:
+        mapped = mapped[: MAX_KEY_LENGTH - 9] + "_" + hashlib.sha1(key.encode()).hexdigest()[:8]
+    return "/".join("_" if part in ("", ".", "..") else part for part in mapped.split("/"))
+
+
+class _KeyMap:
+    """Original key -> MLflow key, remembering which original took each MLflow key to catch collisions."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._mapped: dict[str, str] = {}
+        self._owner: dict[str, str] = {}
+
+    def __call__(self, key: str) -> str:
+        mapped = self._mapped.get(key)
+        return mapped if mapped is not None else self._add(key)
+
+    def _add(self, key: str) -> str:
+        mapped = wanted = mlflow_key(key)
+        number = 1
+        while mapped in self._owner:
+            number += 1
+            mapped = f"{wanted}_{number}"
+        self._mapped[key] = mapped
+        self._owner[mapped] = key
+        if mapped != wanted:
+            warnings.warn(
+                f"MLFlowLogger: the {self._what} keys {self._owner[wanted]!r} and {key!r} both become {wanted!r} "
+                f"in MLflow, so {key!r} is logged as {mapped!r}. Rename one of them to choose the names.",
+                TracklightWarning,
+                stacklevel=5,
+            )
+        elif mapped != key:
+            warnings.warn(
+                f"MLFlowLogger: MLflow refuses the {self._what} key {key!r}; it is logged as {mapped!r}. "
+                "MLflow keys may hold letters, digits, '_', '-', '.', '/', ':' and spaces, without empty, "
+                "'.' or '..' parts between slashes, and at most 250 characters.",
+                TracklightWarning,
+                stacklevel=5,
+            )
+        return mapped
+
+
+class MLFlowLogger(Logger):
+    """Log to `MLflow <https://mlflow.org>`_ without ever making training wait on the tracking server.
+
+    Takes Lightning's ``MLFlowLogger`` arguments with the same meaning. ``experiment`` is an
+    ``mlflow.tracking.MlflowClient``; ``name`` is the experiment id and ``version`` the run id.
+    Every value is queued and sent by a background worker in batches (see :mod:`tracklight.delivery`);
+    when the server is away values are kept on disk and sent when it returns. ``finalize`` waits up to
+    ``delivery_timeout`` seconds for the rest and then reports what is kept and the command that sends it.
+
+    Without a tracking URI (argument or ``MLFLOW_TRACKING_URI``) runs go to an SQLite store,
+    ``<save_dir>/mlflow.db``, with artifacts in ``<save_dir>/artifacts``: ``mlflow ui --backend-store-uri
+    sqlite:///<save_dir>/mlflow.db`` shows them.
+
+    Args:
+        experiment_name: The experiment to log to (created when missing).
+        run_name: The new run's name (the ``mlflow.runName`` tag).
+        tracking_uri: ``http(s)://`` server, ``sqlite:///`` file, ``file:`` store or ``databricks``. Defaults to
+            ``MLFLOW_TRACKING_URI``, else the SQLite store under ``save_dir``.
+        tags: Tags of the new run.
+        save_dir: Local directory: the embedded store when there is no tracking URI, and always the place
+            for the spill file (``tracklight-spill/``) and files waiting to be uploaded (``tracklight-staging/``).
+        log_model: Upload checkpoints that ``ModelCheckpoint`` saves as run artifacts, as they are saved:
+            ``True`` the best and the last ones, ``"all"`` every one; ``False`` none.
+        prefix: Put at the start of every metric key, joined with ``-``.
+        artifact_location: Artifact location of a new experiment. With a local ``sqlite:///`` store it
+            defaults to ``artifacts/`` next to the database file.
+        run_id: Resume this run: values are appended to it.
+        synchronous: ``True`` makes every logging call wait until its values are delivered (at most
+            ``delivery_timeout`` seconds), like Lightning's logger; the default sends in the background.
+        delivery_timeout: Seconds ``finalize`` (and a synchronous call) waits for delivery.
+
+    Example:
+        >>> import tempfile
+        >>> from tracklight.loggers.mlflow import MLFlowLogger
+        >>> logger = MLFlowLogger(experiment_name="demo", save_dir=tempfile.mkdtemp())
+        >>> logger.log_hyperparams({"lr": 0.1})
+        >>> logger.log_metrics({"loss": 0.5}, step=1)
+        >>> logger.finalize("success")
+        >>> logger.experiment.get_run(logger.run_id).info.status
+        'FINISHED'
+    """
+
+    LOGGER_JOIN_CHAR = "-"
+
+    def __init__(
+        self,
+        experiment_name: str = "lightning_logs",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: dict[str, Any] | None = None,
+        save_dir: str | None = "./mlruns",
+        log_model: Literal[True, False, "all"] = False,
+        prefix: str = "",
+        artifact_location: str | None = None,
+        run_id: str | None = None,
+        synchronous: bool | None = None,
+        *,
+        delivery_timeout: float = 60.0,
+    ) -> None:
+        if importlib.util.find_spec("mlflow") is None:
+            raise MissingDependencyError(
+                "MLFlowLogger needs the 'mlflow' package. Install it with: pip install 'tracklight[mlflow]'"
+            )
+        if log_model not in (True, False, "all"):
+            raise TracklightError(f"MLFlowLogger(log_model={log_model!r}) is not valid: use True, False or 'all'.")
+        tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+        self._save_dir = save_dir
+        self._local_dir = os.path.abspath(os.path.expanduser(save_dir or "./mlruns"))
+        self._embedded = tracking_uri is None
+        if tracking_uri is None:
+            tracking_uri = "sqlite:///" + os.path.join(self._local_dir, "mlflow.db")
+        database = _sqlite_file(tracking_uri)
+        if artifact_location is None and database is not None:
+            artifact_location = Path(os.path.dirname(database), "artifacts").as_uri()
+        self._experiment_name = experiment_name
+        self._tracking_uri = tracking_uri
+        self._run_name = run_name
+        self._run_id = run_id
+        self.tags = dict(tags) if tags else None
+        self._log_model = log_model
+        self._prefix = prefix
+        self._artifact_location = artifact_location
+        self._synchronous = bool(synchronous)
+        self._delivery_timeout = float(delivery_timeout)
+        self._local_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._metric_keys = _KeyMap("metric")
+        self._param_keys = _KeyMap("hyperparameter")
+        self._delivery: Delivery | None = None
+        self._sink: MlflowSink | None = None
+        self._client: MlflowClient | None = None
+        self._waited_for_run = False
+        self._checkpoint_callback: Any = None
+        self._logged_checkpoints: dict[str, int] = {}
+        self._media_names: Counter[str] = Counter()
+        self._said: set[str] = set()
+        self._report: DeliveryReport | None = None
+
+    # ---- what Lightning reads -----------------------------------------------------------------------
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> MlflowClient:
+        """The ``mlflow.tracking.MlflowClient`` of this logger's tracking URI; the run is created in the background.
+
+        Example::
+
+            self.logger.experiment.log_dict(self.logger.run_id, {"a": 1}, "config.json")
+        """
+        self._started()
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self._tracking_uri)
+        return self._client
+
+    @property
+    def run_id(self) -> str | None:
+        """The run id. The first time it is needed it waits (at most ``delivery_timeout``) for the run to be
+        created; while the server cannot be reached it is ``None``."""
+        if global_rank() > 0:
+            return self._run_id
+        return self._wait_for_run().run_id
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The experiment id (``None`` while the server cannot be reached)."""
+        if global_rank() > 0:
+            return None
+        return self._wait_for_run().experiment_id
+
+    @property
+    def name(self) -> str | None:
+        """The experiment id, as Lightning's MLFlowLogger names it; the experiment's name while the tracking
+        server cannot be reached (so Lightning's checkpoint directory does not become ``None/...``)."""
+        if global_rank() > 0:
+            return None
+        return self.experiment_id or self._experiment_name
+
+    @property
+    def version(self) -> str | None:
+        """The run id; ``local-<time>-<pid>-<random>`` while the run cannot be created (server unreachable), so
+        that runs started then still get checkpoint directories of their own."""
+        if global_rank() > 0:
+            return self._run_id
+        return self.run_id or f"local-{self._local_id}"
+
+    @property
+    def save_dir(self) -> str | None:
+        """The local directory runs are stored in: ``save_dir`` for the embedded store, the path of a ``file:``
+        tracking URI, else ``None`` (Lightning then puts checkpoints under ``default_root_dir``)."""
+        if self._embedded:
+            return self._save_dir
+        if self._tracking_uri.startswith(LOCAL_FILE_URI_PREFIX):
+            return self._tracking_uri[len(LOCAL_FILE_URI_PREFIX) :]
+        return None
+
+    @property
+    def delivery_report(self) -> DeliveryReport | None:
+        """What the last ``finalize`` (or :meth:`flush`) delivered and kept."""
+        return self._report
+
+    # ---- logging --------------------------------------------------------------------------------------
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:
+        """Log hyperparameters, flattened with ``/``. Values are kept up to MLflow's limit (6000 characters);
+        logging a key again with the same value does nothing, with another value keeps the first and warns."""
+        clean, notes = sanitize(params)
+        warn_conversions(notes, type(self).__name__)
+        items = [
+            {"kind": "param", "key": self._param_keys(key), "value": str(value)}
+            for key, value in flatten(clean).items()
+        ]
+        self._put(items)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        timestamp = int(time.time() * 1000)
+        step = int(step or 0)
+        prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
+        items = []
+        for key, value in metrics.items():
+            number = float(to_number(key, value))
+            items.append(
+                {
+                    "kind": "metric",
+                    "key": self._metric_keys(prefix + key),
+                    "value": number,
+                    "step": step,
+                    "timestamp": timestamp,
+                }
+            )
+        self._put(items)
+
+    @rank_zero_only
+    def save(self) -> None:
+        """Lightning calls this after every ``log_metrics``: the values are queued already, so it does not wait
+        (except with ``synchronous=True``)."""
+        if self._synchronous and self._delivery is not None:
+            self._report = self._delivery.drain(self._delivery_timeout)
+
+    def flush(self, timeout: float | None = None) -> DeliveryReport | None:
+        """Wait until everything logged so far is delivered (at most ``timeout`` seconds, by default
+        ``delivery_timeout``) and return the report; ``None`` when nothing was logged."""
+        if self._delivery is None:
+            return None
+        self._report = self._delivery.drain(self._delivery_timeout if timeout is None else timeout)
+        return self._report
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        """Upload the last checkpoints, end the run (``success`` -> FINISHED, ``failed`` -> FAILED, ``aborted`` ->
+        KILLED) and wait up to ``delivery_timeout`` for delivery; what is left is kept and reported."""
+        from tracklight._delivery_mlflow import terminal_status
+
+        if self._delivery is None:
+            return
+        if self._checkpoint_callback is not None:
+            try:
+                self._log_checkpoints(self._checkpoint_callback)
+            except ReferenceError:  # Lightning passes a weak proxy; its ModelCheckpoint is gone
+                self._checkpoint_callback = None
+        self._delivery.put({"kind": "status", "status": terminal_status(status), "end_time": int(time.time() * 1000)})
+        self._report = report = self._delivery.close(self._delivery_timeout)
+        if not report.complete:
+            warnings.warn(f"MLFlowLogger: {report}", TracklightWarning, stacklevel=3)
+
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Upload the checkpoints ``log_model`` asks for now, during training (they are copied aside first, so
+        ``ModelCheckpoint`` may delete or overwrite them meanwhile)."""
+        if not self._log_model:
+            return
+        self._checkpoint_callback = checkpoint_callback
+        self._log_checkpoints(checkpoint_callback)
+
+    # ---- media: every kind becomes a run artifact -------------------------------------------------------
+
+    def _write_images(self, key: str, images: list[media.Image], step: int | None) -> None:
+        for image in images:
+            self._log_image_file(key, image.png(), step)
+        if any(image.caption for image in images):
+            self._say_once("captions", "MLFlowLogger: MLflow images have no captions, so captions are not stored.")
+
+    def _write_figure(self, key: str, figure: Any, step: int | None) -> None:
+        self._log_image_file(key, media.figure_png(figure), step)
+
+    def _write_text(self, key: str, text: str, step: int | None) -> None:
+        self._stage("text", key, step, "txt", text.encode("utf-8"))
+
+    def _write_table(self, key: str, table: media.Table, step: int | None) -> None:
+        self._stage("tables", key, step, "json", _table_json(table.columns, table.rows))
+
+    def _write_histogram(self, key: str, values: np.ndarray, step: int | None, bins: Any) -> None:
+        counts, edges = media.histogram_counts(values, bins)
+        rows = [[float(a), float(b), int(c)] for a, b, c in zip(edges[:-1], edges[1:], counts, strict=False)]
+        extra = {"min": float(values.min()), "max": float(values.max()), "num": int(values.size)}
+        self._stage("histograms", key, step, "json", _table_json(["left", "right", "count"], rows, extra))
+
+    def _write_audio(self, key: str, audio: media.Audio, step: int | None) -> None:
+        self._stage("audio", key, step, "wav", audio.wav())
+
+    # ---- internals ----------------------------------------------------------------------------------
+
+    def _started(self) -> Delivery:
+        if self._delivery is None:
+            from tracklight._delivery_mlflow import MlflowSink
+            from tracklight.delivery import Delivery
+
+            tags = {str(key): str(value) for key, value in (self.tags or {}).items()}
+            if self._run_name is not None and self._run_id is None:
+                if "mlflow.runName" in tags:
+                    self._say_once(
+                        "runName", f"MLFlowLogger: run_name={self._run_name!r} replaces the mlflow.runName tag."
+                    )
+                tags["mlflow.runName"] = self._run_name
+            sink = MlflowSink(
+                self._tracking_uri,
+                self._experiment_name,
+                run_id=self._run_id,
+                run_name=self._run_name,
+                tags=tags,
+                artifact_location=self._artifact_location,
+                resume=self._run_id is not None,
+            )
+            spill = os.path.join(self._local_dir, "tracklight-spill", f"mlflow-{self._local_id}.jsonl")
+            self._sink = sink
+            self._delivery = Delivery(sink, spill)
+        return self._delivery
+
+    def _wait_for_run(self) -> MlflowSink:
+        delivery = self._started()
+        if not self._waited_for_run:
+            self._waited_for_run = True
+            delivery.wait_open(self._delivery_timeout)
+        sink = self._sink
+        assert sink is not None
+        if sink.run_id is not None:
+            self._run_id = sink.run_id
+        return sink
+
+    def _put(self, items: list[dict[str, Any]]) -> None:
+        if not items:
+            return
+        delivery = self._started()
+        delivery.put_many(items)
+        if self._synchronous:
+            self._report = delivery.drain(self._delivery_timeout)
+
+    def _staging_dir(self) -> str:
+        """A new directory for files waiting to be uploaded (each upload keeps its own file name)."""
+        path = os.path.join(self._local_dir, "tracklight-staging", self._local_id, uuid.uuid4().hex[:12])
+        os.makedirs(path)
+        return path
+
+    def _stage(self, kind: str, key: str, step: int | None, extension: str, content: bytes) -> None:
+        """Write ``content`` aside and queue its upload to ``<kind>/<key>/step_<step>.<extension>``."""
+        folder = f"{kind}/{_safe_path(key)}"
+        stem = f"step_{0 if step is None else int(step)}"
+        self._media_names[f"{folder}/{stem}"] += 1
+        count = self._media_names[f"{folder}/{stem}"]
+        name = f"{stem}.{extension}" if count == 1 else f"{stem}_{count - 1}.{extension}"
+        self._upload_bytes(folder, name, content)
+
+    def _log_image_file(self, key: str, png: bytes, step: int | None) -> None:
+        """Store an image the way ``MlflowClient.log_image(key=, step=)`` does, so MLflow's UI shows it by step."""
+        safe_key = re.sub(r"[^A-Za-z0-9_\-./ ]", "_", key).replace("/", "~")
+        stem = f"{safe_key}+step+{0 if step is None else int(step)}+timestamp+{int(time.time() * 1000)}+{uuid.uuid4()}"
+        self._upload_bytes("images", f"{stem}.png", png)
+        thumbnail = _thumbnail_webp(png)
+        if thumbnail is not None:
+            self._upload_bytes("images", f"{stem}+compressed.webp", thumbnail)
+        if "images-tag" not in self._said:
+            self._said.add("images-tag")
+            self._put([{"kind": "tag", "key": "mlflow.loggedImages", "value": "True"}])
+
+    def _upload_bytes(self, artifact_dir: str, name: str, content: bytes) -> None:
+        path = os.path.join(self._staging_dir(), name)
+        with open(path, "wb") as handle:
+            handle.write(content)
+        self._put([{"kind": "artifact", "path": path, "artifact_path": artifact_dir, "remove": True}])
+
+    def _log_checkpoints(self, callback: Any) -> None:
+        for path, score, aliases in self._new_checkpoints(callback):
+            stem = Path(path).stem
+            folder = self._staging_dir()
+            staged = os.path.join(folder, os.path.basename(path))
+            try:
+                os.link(path, staged)  # a hard link survives ModelCheckpoint deleting or replacing the file
+            except OSError:
+                shutil.copy2(path, staged)
+            metadata = {
+                "score": _plain_number(score),
+                "original_filename": os.path.basename(path),
+                "Checkpoint": {
+                    name: _plain_value(getattr(callback, name))
+                    for name in (
+                        "monitor",
+                        "mode",
+                        "save_last",
+                        "save_top_k",
+                        "save_weights_only",
+                        "_every_n_train_steps",
+                        "_every_n_val_epochs",
+                    )
+                    if hasattr(callback, name)
+                },
+            }
+            with open(os.path.join(folder, "metadata.yaml"), "w", encoding="utf-8") as handle:
+                yaml.safe_dump(metadata, handle, default_flow_style=False)
+            with open(os.path.join(folder, "aliases.txt"), "w", encoding="utf-8") as handle:
+                handle.write(str(aliases))
+            self._put(
+                [
+                    {"kind": "artifact", "path": os.path.join(folder, name), "artifact_path": stem, "remove": True}
+                    for name in (os.path.basename(path), "metadata.yaml", "aliases.txt")
+                ]
+            )
+
+    def _new_checkpoints(self, callback: Any) -> list[tuple[str, Any, list[str]]]:
+        """Checkpoints to upload now: best and last (``log_model=True``) or all kept ones (``"all"``) that are new
+        or changed since they were last uploaded, oldest first."""
+        candidates: dict[str, Any] = {}
+        if getattr(callback, "last_model_path", ""):
+            candidates[callback.last_model_path] = getattr(callback, "current_score", None)
+        if getattr(callback, "best_model_path", ""):
+            candidates[callback.best_model_path] = getattr(callback, "best_model_score", None)
+        if self._log_model == "all":
+            for path, score in getattr(callback, "best_k_models", {}).items():
+                candidates.setdefault(path, score)
+        found = []
+        for path, score in candidates.items():
+            try:
+                stamp = os.stat(path).st_mtime_ns
+            except OSError:
+                continue
+            if self._logged_checkpoints.get(path) != stamp:
+                self._logged_checkpoints[path] = stamp
+                aliases = ["latest", "best"] if path == getattr(callback, "best_model_path", None) else ["latest"]
+                found.append((stamp, path, score, aliases))
+        return [(path, score, aliases) for _, path, score, aliases in sorted(found)]
+
+    def _say_once(self, topic: str, message: str) -> None:
+        if topic not in self._said:
+            self._said.add(topic)
+            warnings.warn(message, TracklightWarning, stacklevel=5)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # ddp_spawn pickles the logger before training: the run is created here, so that the copy that
+        # logs appends to it rather than starting another (when the server cannot be reached, it does).
+        if global_rank() == 0:
+            _ = self.run_id
+        state = dict(self.__dict__)
+        state.update(_delivery=None, _sink=None, _client=None, _waited_for_run=False, _checkpoint_callback=None)
+        return state
+
+
+def _sqlite_file(uri: str) -> str | None:
+    """The database path of a local ``sqlite:///`` URI, else ``None``."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    return None if path in ("", ":memory:") else os.path.abspath(path)
+
+
+def _safe_path(key: str) -> str:
+    parts = [_UNSAFE_PATH.sub("_", part).strip() or "_" for part in key.split("/")]
+    return "/".join("_" if part in (".", "..") else part for part in parts)
+
+
+def _table_json(columns: list[str], rows: list[list[Any]], extra: dict[str, Any] | None = None) -> bytes:
+    """A table as MLflow's ``log_table`` writes it: pandas' ``split`` layout."""
+    import json
+
+    return json.dumps({"columns": list(columns), "data": rows, **(extra or {})}, default=str).encode("utf-8")
+
+
+def _thumbnail_webp(png: bytes) -> bytes | None:
+    """The small copy MLflow's UI loads in its image grid (longest side 256 px), or ``None`` without Pillow."""
+    try:
+        import io
+
+        from PIL import Image as PILImage
+    except ImportError:
+        return None
+    with PILImage.open(io.BytesIO(png)) as image:
+        image.thumbnail((256, 256))
+        buffer = io.BytesIO()
+        image.save(buffer, format="WEBP")
+    return buffer.getvalue()
+
+
+def _plain_number(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _plain_value(value: Any) -> Any:
+    return value if isinstance(value, (bool, int, float, str, type(None))) else str(value)

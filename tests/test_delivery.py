@@ -1,0 +1,254 @@
+"""tracklight.delivery on its own: batching, bounded memory, retry, spill and replay.
+
+The sink here is a real in-process sink that records what it receives; it fails on demand, which is
+the fault injection (a backend that is down, hangs, or refuses an item). MLflow itself is tested in
+test_mlflow.py and test_mlflow_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tracklight import TracklightWarning
+from tracklight._delivery_cli import main
+from tracklight.delivery import Delivery, batch_size
+
+
+class Refused(Exception):
+    """The sink refuses an item for good."""
+
+
+class RecordingSink:
+    factory = "tests.test_delivery:nothing"
+    limits = {"metric": 10, "param": 3}
+    max_items = 10
+    max_bytes = 100_000
+
+    def __init__(self, down: bool = False) -> None:
+        self.batches: list[list[dict[str, Any]]] = []
+        self.down = down
+        self.fail_next = 0
+        self.refuse: set[str] = set()
+        self.gate: threading.Event | None = None
+        self.attempts = 0
+        self.after_batches: int | None = None  # go down after this many delivered batches
+
+    def describe(self) -> str:
+        return "the recording sink"
+
+    def target(self) -> dict[str, Any]:
+        return {"name": "recording"}
+
+    def open(self) -> None:
+        if self.down:
+            raise ConnectionError("the recording sink is down")
+
+    def send(self, items: list[dict[str, Any]]) -> None:
+        self.attempts += 1
+        if self.gate is not None:
+            self.gate.wait()
+        if self.down or self.fail_next > 0:
+            self.fail_next -= 1
+            raise ConnectionError("the recording sink is down")
+        if any(item.get("key") in self.refuse for item in items):
+            raise Refused(f"refused one of {len(items)}")
+        self.batches.append(list(items))
+        if self.after_batches is not None and len(self.batches) >= self.after_batches:
+            self.down = True
+
+    def is_permanent(self, error: BaseException) -> bool:
+        return isinstance(error, Refused)
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        return [item for batch in self.batches for item in batch]
+
+
+def wait_until(condition: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def metrics(count: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"kind": "metric", "key": "loss", "value": float(i), "step": i} for i in range(start, start + count)]
+
+
+@pytest.fixture
+def spill(tmp_path: Path) -> Path:
+    return tmp_path / "spill" / "run.jsonl"
+
+
+def spilled_items(path: Path) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0]["tracklight_spill"] == 1 and lines[0]["destination"] == "the recording sink"
+    return [line for line in lines[1:] if not line["kind"].startswith("_")]
+
+
+def test_batch_size_follows_kind_item_and_byte_limits() -> None:
+    limits = {"metric": 3, "param": 2}
+    assert batch_size(metrics(5), limits, 100, 10_000) == 3
+    params = [{"kind": "param", "key": str(i), "value": "v"} for i in range(3)]
+    assert batch_size(metrics(2) + params, limits, 100, 10_000) == 4  # 2 metrics + the 2 params allowed
+    assert batch_size(metrics(2) + params, limits, 3, 10_000) == 3  # max_items
+    big = [{"kind": "param", "key": "k", "value": "x" * 600} for _ in range(2)]
+    assert batch_size(big, limits, 100, 1000) == 1  # bytes
+    assert batch_size(big, limits, 100, 10) == 1  # one item always goes, even if too big
+    artifact = {"kind": "artifact", "path": "/x"}
+    assert batch_size([artifact, *metrics(2)], limits, 100, 10_000) == 1  # other kinds go alone
+    assert batch_size([*metrics(2), artifact], limits, 100, 10_000) == 2  # and end a batch
+
+
+def test_batches_keep_order_and_respect_the_sinks_limits(spill: Path) -> None:
+    sink = RecordingSink()
+    items: list[dict[str, Any]] = []
+    for i in range(95):
+        items.append(metrics(1, i)[0])
+        if i % 13 == 0:
+            items.append({"kind": "param", "key": f"p{i}", "value": str(i)})
+    items.insert(50, {"kind": "artifact", "path": "/tmp/a"})
+    delivery = Delivery(sink, str(spill), linger=0.05)
+    for item in items:
+        delivery.put(item)
+    report = delivery.close(timeout=30)
+    assert report.complete and sink.received == items
+    assert report.delivered == Counter(item["kind"] for item in items)
+    for batch in sink.batches:
+        kinds = Counter(item["kind"] for item in batch)
+        assert len(batch) <= sink.max_items
+        assert kinds["metric"] <= 10 and kinds["param"] <= 3
+        assert kinds["artifact"] == 0 or len(batch) == 1
+    assert not spill.exists()
+
+
+def test_put_returns_while_the_sink_hangs(spill: Path) -> None:
+    sink = RecordingSink()
+    sink.gate = threading.Event()  # every send blocks until the gate opens: a server that does not answer
+    delivery = Delivery(sink, str(spill), linger=0)
+    for item in metrics(2000):
+        delivery.put(item)
+    # All 2000 puts returned, and no send has completed: the caller never waited on the sink.
+    assert sink.batches == [] and not sink.gate.is_set()
+    sink.gate.set()
+    report = delivery.close(timeout=30)
+    assert report.complete and [item["step"] for item in sink.received] == list(range(2000))
+
+
+@pytest.mark.filterwarnings("ignore:the recording sink is not answering")
+def test_memory_stays_bounded_and_the_overflow_is_kept_on_disk(spill: Path) -> None:
+    sink = RecordingSink(down=True)
+    delivery = Delivery(sink, str(spill), max_pending=50, linger=0)
+    for index, item in enumerate(metrics(5000)):
+        delivery.put(item)
+        if index % 250 == 0:
+            assert sum(delivery.drain(0).queued.values()) <= 50
+    on_disk = spilled_items(spill)
+    assert len(on_disk) >= 4950
+    sink.down = False
+    report = delivery.close(timeout=60)
+    assert report.complete, report
+    assert sorted(item["step"] for item in sink.received) == list(range(5000))  # each exactly once
+    assert not spill.exists()
+
+
+def test_failed_sends_are_retried_and_reported_once(spill: Path) -> None:
+    sink = RecordingSink()
+    sink.fail_next = 3
+    delivery = Delivery(sink, str(spill), linger=0, backoff_max=0.1)
+    with pytest.warns(TracklightWarning, match="the recording sink is not answering") as caught:
+        delivery.put_many(metrics(5))
+        report = delivery.close(timeout=30)
+    assert report.complete and sink.attempts >= 4
+    assert [item["step"] for item in sink.received] == list(range(5))
+    assert sum("not answering" in str(warning.message) for warning in caught) == 1
+
+
+def test_refused_items_are_found_and_kept_and_the_rest_delivered(spill: Path) -> None:
+    sink = RecordingSink()
+    sink.refuse = {"bad"}
+    items = metrics(9)
+    items.insert(4, {"kind": "metric", "key": "bad", "value": 1.0, "step": 0})
+    delivery = Delivery(sink, str(spill), linger=0.05)
+    with pytest.warns(TracklightWarning, match="refused a metric.*'bad'"):
+        delivery.put_many(items)
+        report = delivery.close(timeout=30)
+    assert sink.received == [item for item in items if item["key"] != "bad"]
+    assert report.rejected == Counter(metric=1) and not report.kept
+    rejected = [json.loads(line) for line in Path(report.rejected_path).read_text().splitlines()]
+    assert rejected == [{"item": items[4], "error": "Refused: refused one of 1"}]
+
+
+def test_close_keeps_what_was_not_delivered_and_names_the_command(spill: Path) -> None:
+    sink = RecordingSink(down=True)
+    delivery = Delivery(sink, str(spill), linger=0)
+    items = [*metrics(3), {"kind": "param", "key": "lr", "value": "0.1"}]
+    with pytest.warns(TracklightWarning, match="not answering"):
+        delivery.put_many(items)
+        report = delivery.close(timeout=0.5)
+    assert not report.complete
+    assert report.kept == Counter(metric=3, param=1) and not report.queued
+    assert report.command == f"python -m tracklight.delivery replay {spill}"
+    assert str(spill) in str(report) and report.command in str(report)
+    assert spilled_items(spill) == items
+
+
+def test_a_new_delivery_resumes_the_spill_file_where_the_last_one_stopped(spill: Path) -> None:
+    down = RecordingSink(down=True)
+    first = Delivery(down, str(spill), linger=0)
+    with pytest.warns(TracklightWarning):
+        first.put_many(metrics(30))
+        assert first.close(timeout=0.2).kept == Counter(metric=30)
+
+    flaky = RecordingSink()
+    flaky.after_batches = 1  # takes one batch of 10, then goes down: a crash during replay
+    with pytest.warns(TracklightWarning):
+        second = Delivery(flaky, str(spill))
+        wait_until(lambda: flaky.attempts >= 2)  # one batch taken, the next one failed
+        report = second.close(timeout=0)
+    assert [item["step"] for item in flaky.received] == list(range(10))
+    assert report.kept == Counter(metric=20)
+
+    healthy = RecordingSink()
+    report = Delivery(healthy, str(spill)).close(timeout=30)
+    assert report.complete
+    assert [item["step"] for item in healthy.received] == list(range(10, 30))  # the offset was kept
+    assert not spill.exists()
+
+
+def test_logging_after_close_starts_again(spill: Path) -> None:
+    sink = RecordingSink()
+    delivery = Delivery(sink, str(spill), linger=0)
+    delivery.put_many(metrics(3))
+    assert delivery.close(timeout=30).complete
+    delivery.put_many(metrics(2, start=3))  # Lightning: fit, finalize, then test, finalize
+    assert delivery.close(timeout=30).complete
+    assert [item["step"] for item in sink.received] == list(range(5))
+
+
+@pytest.mark.filterwarnings("ignore:the recording sink is not answering")
+def test_forced_flush_moves_queued_items_to_disk(spill: Path) -> None:
+    sink = RecordingSink(down=True)
+    delivery = Delivery(sink, str(spill), linger=3600, spill_after=3600)
+    delivery.put_many(metrics(4))
+    delivery.flush(force=True)  # what tracklight's SIGTERM and exit hooks call
+    assert spilled_items(spill) == metrics(4)
+    sink.down = False
+    assert delivery.close(timeout=30).complete
+    assert sink.received == metrics(4)
+
+
+def test_replay_refuses_a_spill_file_that_names_a_foreign_sink(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "evil.jsonl"
+    path.write_text(json.dumps({"tracklight_spill": 1, "factory": "os:system", "target": {}}) + "\n")
+    assert main(["replay", str(path)]) == 2
+    assert "only tracklight's own sinks" in capsys.readouterr().err
+    assert main(["replay", str(tmp_path / "missing.jsonl")]) == 2
+    assert "nothing to replay" in capsys.readouterr().err
