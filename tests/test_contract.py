@@ -11,9 +11,10 @@ import csv
 import dataclasses
 import os
 import pickle
+import sys
 import weakref
 from argparse import Namespace
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,32 @@ import torch
 import yaml
 from PIL import Image as PILImage
 
+from _comet_neptune_readers import refuse_network
+from _contract_readers import (
+    NEPTUNE_PREFIX,
+    comet_hparams,
+    comet_metrics,
+    mlflow_hparams,
+    mlflow_metrics,
+    mlflow_store,
+    neptune_hparams,
+    neptune_metrics,
+    wandb_hparams,
+    wandb_metrics,
+)
+from _wandb_reader import offline_env
 from tracklight import InvalidMetricError, params
-from tracklight.loggers import CSVLogger, DummyExperiment, Logger, LoggerCollection, TensorBoardLogger
+from tracklight.loggers import (
+    CometLogger,
+    CSVLogger,
+    DummyExperiment,
+    Logger,
+    LoggerCollection,
+    MLFlowLogger,
+    NeptuneLogger,
+    TensorBoardLogger,
+    WandbLogger,
+)
 
 #: ``{metric key: {step: value}}``
 Metrics = dict[str, dict[int, float]]
@@ -83,6 +108,29 @@ def _read_collection_hparams(collection: LoggerCollection) -> dict[str, Any]:
     return from_csv
 
 
+#: Comet without its system-metrics thread (joining it costs a second per experiment), code or environment capture.
+COMET_QUIET: dict[str, Any] = {
+    "display_summary_level": 0,
+    "auto_output_logging": False,
+    "log_code": False,
+    "log_git_metadata": False,
+    "log_git_patch": False,
+    "log_env_details": False,
+    "log_env_host": False,
+    "log_env_cpu": False,
+    "log_env_gpu": False,
+    "log_env_network": False,
+    "log_env_disk": False,
+}
+#: Neptune without capture threads or a copy of the test's source files.
+NEPTUNE_QUIET: dict[str, Any] = {
+    "capture_stdout": False,
+    "capture_stderr": False,
+    "capture_hardware_metrics": False,
+    "capture_traceback": False,
+    "source_files": [],
+}
+
 BACKENDS: list[Backend] = [
     Backend("csv", lambda root: CSVLogger(root), _read_csv_metrics, _read_hparams_yaml),
     Backend("tensorboard", lambda root: TensorBoardLogger(root), _read_tensorboard_metrics, _read_hparams_yaml),
@@ -91,6 +139,25 @@ BACKENDS: list[Backend] = [
         lambda root: LoggerCollection([CSVLogger(root / "csv"), TensorBoardLogger(root / "tb")]),
         _read_collection_metrics,
         _read_collection_hparams,
+    ),
+    Backend("wandb", lambda root: WandbLogger(save_dir=root, offline=True), wandb_metrics, wandb_hparams),
+    # The store is a file beside `root` (nothing may exist under `root` before the logger writes), copied
+    # from an empty one: MLflow takes seconds to create each new store.
+    Backend(
+        "mlflow",
+        lambda root: MLFlowLogger(tracking_uri=mlflow_store(root.parent), save_dir=str(root)),
+        mlflow_metrics,
+        mlflow_hparams,
+    ),
+    Backend(
+        "comet", lambda root: CometLogger(save_dir=str(root), online=False, **COMET_QUIET), comet_metrics, comet_hparams
+    ),
+    # Neptune has no directory argument: the `isolated` fixture points NEPTUNE_DATA_DIRECTORY at root/.neptune.
+    Backend(
+        "neptune",
+        lambda root: NeptuneLogger(mode="offline", prefix=NEPTUNE_PREFIX, **NEPTUNE_QUIET),
+        neptune_metrics,
+        neptune_hparams,
     ),
 ]
 
@@ -103,6 +170,51 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "logs"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Path) -> Iterator[None]:
+    """Every backend offline, its files under ``tmp_path``, no network (an attempt fails the test), no leftovers."""
+    monkeypatch.chdir(tmp_path)  # SDK defaults relative to the working directory land here
+    offline_env(monkeypatch, tmp_path)  # W&B
+    for name in (
+        "COMET_API_KEY",
+        "COMET_START_ONLINE",
+        "COMET_OFFLINE_DIRECTORY",
+        "COMET_EXPERIMENT_KEY",
+        "COMET_PROJECT_NAME",
+        "COMET_WORKSPACE",
+        "COMET_START_MODE",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_RUN_ID",
+        "NEPTUNE_API_TOKEN",
+        "NEPTUNE_PROJECT",
+        "NEPTUNE_CUSTOM_RUN_ID",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NEPTUNE_MODE", "offline")
+    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(root / ".neptune"))
+    attempts = refuse_network(monkeypatch)
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:  # a test that failed half-way must not leak its run
+        wandb.run.finish()
+    comet_ml = sys.modules.get("comet_ml")
+    running = comet_ml.get_running_experiment() if comet_ml is not None else None
+    if running is not None and not running.ended:
+        running.end()
+    assert attempts == [], "the loggers must work offline without trying the network"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def wandb_service() -> Iterator[None]:
+    """W&B's service is started once for the module (it is slow to start) and shut down afterwards."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()
 
 
 def _same_metrics(got: Metrics, expected: Metrics) -> None:
@@ -334,11 +446,19 @@ def test_pickling_round_trip(backend: Backend, root: Path) -> None:
     assert {key: str(value) for key, value in backend.read_hparams(copy).items()} == {"lr": "0.1", "batch_size": "8"}
 
 
-def test_pickling_before_first_use_keeps_the_version(backend: Backend, root: Path) -> None:
-    """ddp_spawn pickles the logger before training: the copy must write where the original would."""
+def test_pickling_before_first_use_keeps_the_run(backend: Backend, root: Path) -> None:
+    """ddp_spawn pickles the logger before training: the copy must write where the original would.
+
+    What the copy logs is read back through the original, so each reader checks what names the run there: the
+    version (CSV, TensorBoard, W&B), the run id (MLflow), the experiment key (Comet). Not the version as such: a
+    Neptune offline run belongs to one process, so another process can only start a run of its own, beside it.
+    """
     logger = backend.make(root)
     copy = pickle.loads(pickle.dumps(logger))
-    assert (copy.version, copy.log_dir) == (logger.version, logger.log_dir)
+    assert (copy.save_dir, copy.log_dir) == (logger.save_dir, logger.log_dir)
+    copy.log_metrics({"loss": 0.5}, step=0)
+    copy.finalize("success")
+    assert backend.read_metrics(logger)["loss"] == {0: 0.5}
 
 
 # ---- ranks --------------------------------------------------------------------------------------------

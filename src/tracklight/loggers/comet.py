@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import tempfile
+import uuid
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -284,6 +285,10 @@ class CometLogger(Logger):
 
     def __getstate__(self) -> dict[str, Any]:
         # The experiment holds threads and sockets; a copy in another process continues it by its key.
+        if self._experiment is None and self._experiment_key is None and global_rank() == 0:
+            # ddp_spawn pickles the logger before it starts: choose the key now, or the copy that logs and this
+            # logger would each start an experiment of their own.
+            self._experiment_key = uuid.uuid4().hex
         state = dict(self.__dict__)
         if self._experiment is not None:
             state["_experiment_key"] = self._experiment.get_key()

@@ -209,10 +209,11 @@ class NeptuneLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Append each value to the series ``<prefix>/<key>``, at a step that increases within the series."""
+        # Every value is checked before any is appended: a bad one must not leave the call half-logged.
+        numbers = {key: to_number(key, value) for key, value in flatten(metrics).items()}
         run = self.run
         with self._guard():
-            for key, value in flatten(metrics).items():
-                number = to_number(key, value)
+            for key, number in numbers.items():
                 path = self._path(key)
                 if isinstance(number, float) and not math.isfinite(number):
                     self._log_nonfinite(run, key, path, number, step)
