@@ -26,6 +26,9 @@ TRACKLIGHT_ALL = [
     "loggers",
     "media",
     "params",
+    "reducer",
+    "MetricReducer",
+    "LightningReducer",
 ]
 
 LOGGERS_ALL = [

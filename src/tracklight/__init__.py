@@ -20,9 +20,11 @@ __all__ = [
     "CSVLogger",
     "CometLogger",
     "InvalidMetricError",
+    "LightningReducer",
     "Logger",
     "LoggerCollection",
     "MLFlowLogger",
+    "MetricReducer",
     "MissingDependencyError",
     "NeptuneLogger",
     "TensorBoardLogger",
@@ -33,6 +35,7 @@ __all__ = [
     "loggers",
     "media",
     "params",
+    "reducer",
 ]
 
 _LAZY = {
@@ -44,15 +47,17 @@ _LAZY = {
     "MLFlowLogger": "tracklight.loggers",
     "CometLogger": "tracklight.loggers",
     "NeptuneLogger": "tracklight.loggers",
+    "MetricReducer": "tracklight.reducer",
+    "LightningReducer": "tracklight.reducer",
     "TracklightError": "tracklight._errors",
     "TracklightWarning": "tracklight._errors",
     "InvalidMetricError": "tracklight._errors",
     "MissingDependencyError": "tracklight._errors",
 }
-_SUBMODULES = ("loggers", "media", "params", "lightning")
+_SUBMODULES = ("loggers", "media", "params", "lightning", "reducer")
 
 if TYPE_CHECKING:
-    from tracklight import lightning, loggers, media, params  # noqa: F401
+    from tracklight import lightning, loggers, media, params, reducer  # noqa: F401
     from tracklight._errors import InvalidMetricError, MissingDependencyError, TracklightError, TracklightWarning
     from tracklight.loggers import (
         CometLogger,
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
         TensorBoardLogger,
         WandbLogger,
     )
+    from tracklight.reducer import LightningReducer, MetricReducer
 
 
 def __getattr__(name: str) -> Any:
