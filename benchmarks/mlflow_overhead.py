@@ -29,6 +29,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+# Before anything imports mlflow (its telemetry client starts at import): no calls to MLflow's servers.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _mlflow_server import MlflowServer  # the tests' helper: one server subprocess
 

@@ -1,15 +1,20 @@
 """tracklight demo: a small classifier on scikit-learn's digits, trained by a Lightning ``Trainer`` and
-logged to every tracklight backend at once through one ``LoggerCollection``.
+logged to every tracklight backend at once through one ``LoggerCollection``: CSV, TensorBoard, Weights &
+Biases, MLflow, Comet and Neptune.
 
 What it shows:
 
 * the drop-in import (``from tracklight import loggers as pl_loggers``);
-* ``save_hyperparameters()`` (to ``hparams.yaml`` and TensorBoard's HPARAMS tab);
+* ``save_hyperparameters()`` (to ``hparams.yaml``, TensorBoard's HPARAMS tab and each run's parameters);
 * per-step and per-epoch metrics from ``self.log`` for training, per-epoch metrics for validation;
 * media through ``self.logger``: an image grid of digits, weight histograms, a confusion matrix as a
-  table and as a figure, and text. TensorBoard shows them; the CSV logger keeps them as files with an index.
+  table and as a figure, and text. Every backend gets the same calls; the CSV logger keeps media as
+  files with an index.
 
-The digits data ship with scikit-learn (no download). On 2 CPU cores the run takes well under a minute.
+Everything stays on this machine, under ``--save-dir``: W&B, Comet and Neptune run offline (their runs
+can be uploaded later; the summary at the end prints how) and MLflow uses an SQLite file. No account,
+API key or network is needed. The digits data ship with scikit-learn (no download). On 2 CPU cores the
+training takes seconds; starting the four SDKs takes longer than that.
 
 Run it with ``bash scripts/demo.sh`` (sets everything up) or, in an environment that has
 ``tracklight[dev]``: ``python examples/digits_demo.py [--save-dir demo_logs] [--max-epochs 15]``.
@@ -18,6 +23,8 @@ Run it with ``bash scripts/demo.sh`` (sets everything up) or, in an environment 
 from __future__ import annotations
 
 import argparse
+import glob
+import logging
 import os
 import shlex
 import sys
@@ -27,6 +34,7 @@ import warnings
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import Timer
 from matplotlib.figure import Figure
 from sklearn.datasets import load_digits
 from torch import nn
@@ -37,20 +45,41 @@ from tracklight import TracklightWarning
 from tracklight import loggers as pl_loggers
 
 CLASSES = 10
+PROJECT = "tracklight-demo"  # the W&B and Comet project, the MLflow experiment
+RUN = "digits"  # the run's name, where the backend has one
+
+
+def stay_offline_and_quiet(save_dir: str) -> None:
+    """Settings the SDKs read when they are first imported, so this runs before any logger starts.
+
+    Offline ones are forced, whatever the shell says: the demo must not send anything anywhere. The
+    quieting ones are defaults: set ``WANDB_SILENT=false`` (and so on) to see the SDKs' own output.
+    """
+    os.environ["WANDB_MODE"] = "offline"
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # a tracking server set in the shell would get the run otherwise
+    # MLflow 3 otherwise fetches a telemetry configuration from the internet in a background thread.
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # Neptune keeps offline runs in ./.neptune unless told otherwise; keep them with the demo's other logs.
+    os.environ["NEPTUNE_DATA_DIRECTORY"] = os.path.join(save_dir, "neptune", ".neptune")
+    # The SDKs' banners and end-of-run summaries; the summary this demo prints says where everything is.
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("COMET_LOGGING_CONSOLE", "WARNING")
+    logging.getLogger("neptune").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 
 def make_loggers(save_dir: str) -> list[pl_loggers.Logger]:
-    """Every backend tracklight has. Adding a backend is one more line here."""
-    os.environ["WANDB_MODE"] = "offline"
-    os.environ["NEPTUNE_DATA_DIRECTORY"] = os.path.join(save_dir, "neptune", ".neptune")
-    mlflow_dir = os.path.abspath(os.path.join(save_dir, "mlflow"))
+    """Every backend tracklight has, each writing under ``save_dir``. Adding a backend is one more line here."""
     return [
         pl_loggers.TensorBoardLogger(save_dir, name="tensorboard", log_graph=True),
         pl_loggers.CSVLogger(save_dir, name="csv"),
-        pl_loggers.WandbLogger(project="tracklight-demo", save_dir=save_dir, offline=True),
-        pl_loggers.MLFlowLogger(experiment_name="tracklight-demo", tracking_uri=f"sqlite:///{mlflow_dir}/mlflow.db", save_dir=mlflow_dir),
-        pl_loggers.CometLogger(project="tracklight-demo", online=False, offline_directory=os.path.join(save_dir, "comet")),
-        pl_loggers.NeptuneLogger(mode="offline", name="digits-demo"),
+        pl_loggers.WandbLogger(name=RUN, project=PROJECT, save_dir=save_dir, offline=True),
+        # No tracking URI: MLflow's embedded store, an SQLite file in save_dir (MLFLOW_TRACKING_URI is unset above).
+        pl_loggers.MLFlowLogger(PROJECT, run_name=RUN, save_dir=os.path.join(save_dir, "mlflow")),
+        pl_loggers.CometLogger(
+            project=PROJECT, name=RUN, online=False, offline_directory=os.path.join(save_dir, "comet")
+        ),
+        pl_loggers.NeptuneLogger(name=RUN, mode="offline"),  # under NEPTUNE_DATA_DIRECTORY, set above
     ]
 
 
@@ -190,8 +219,14 @@ def this_environment(program: str) -> str:
     return shlex.quote(shown(path)) if os.path.exists(path) else program
 
 
+def newest(pattern: str) -> str:
+    """The last path matching ``pattern`` in name order (the newest, for W&B's time-stamped run folders)."""
+    matches = sorted(glob.glob(pattern))
+    return shown(matches[-1]) if matches else pattern
+
+
 def where_to_look(logger: pl_loggers.Logger) -> list[str]:
-    """How to open what one backend wrote (a new backend without an entry here still gets its directory)."""
+    """Where one backend wrote and how to open it (a new backend without an entry here still gets its directory)."""
     log_dir = shown(logger.log_dir) if logger.log_dir else None
     if isinstance(logger, pl_loggers.TensorBoardLogger):
         return [
@@ -207,7 +242,55 @@ def where_to_look(logger: pl_loggers.Logger) -> list[str]:
             f"             read it: {python} -c \"import pandas as pd; print(pd.read_csv('{metrics}'))\"",
             f"             media kept as files, listed in {os.path.join(log_dir, 'media', 'index.jsonl')}",
         ]
+    if isinstance(logger, pl_loggers.WandbLogger):
+        run_dir = newest(os.path.join(logger.save_dir, "wandb", f"offline-run-*-{logger.version}"))
+        return [
+            f"W&B          {run_dir}/  (offline run {logger.version} in project {PROJECT})",
+            f"             upload it: {this_environment('wandb')} sync {shlex.quote(run_dir)}   (after wandb login)",
+        ]
+    if isinstance(logger, pl_loggers.MLFlowLogger):
+        database = shown(os.path.join(logger.save_dir, "mlflow.db"))
+        store = shlex.quote(f"sqlite:///{database}")  # three slashes, then the path: relative or absolute
+        return [
+            f"MLflow       {database}  (run {logger.run_id} in experiment {PROJECT}; files in "
+            f"{shown(os.path.join(logger.save_dir, 'artifacts'))}/)",
+            f"             open it: {this_environment('mlflow')} ui --backend-store-uri {store}"
+            "   then browse http://localhost:5000",
+        ]
+    if isinstance(logger, pl_loggers.CometLogger):
+        archive = newest(os.path.join(logger.save_dir, f"{logger.version}-*.zip"))
+        return [
+            f"Comet        {archive}  (offline experiment archive)",
+            f"             upload it: {this_environment('comet')} upload {shlex.quote(archive)}"
+            "   (with COMET_API_KEY set)",
+        ]
+    if isinstance(logger, pl_loggers.NeptuneLogger):
+        data_dir = os.path.dirname(logger.save_dir)  # `neptune sync --path` takes the folder that holds .neptune
+        run_dir = newest(os.path.join(logger.save_dir, "offline", f"run__{logger.version}__*"))
+        return [
+            f"Neptune      {run_dir}/  (offline run)",
+            f"             upload it: {this_environment('neptune')} sync --path {shlex.quote(shown(data_dir))} "
+            f"--project WORKSPACE/{PROJECT}   (with NEPTUNE_API_TOKEN set)",
+        ]
     return [f"{type(logger).__name__:<12} {log_dir or logger.save_dir or '(remote)'}"]
+
+
+def hide_noise() -> None:
+    """Hide messages that say nothing about this demo, so that its own summary stands out."""
+    # The data set is tiny, so worker processes would cost more than they save.
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    # The CSV logger says once per kind of media that it keeps them as files; the summary below says where.
+    warnings.filterwarnings("ignore", ".*cannot display .* media.*", TracklightWarning)
+    # MLflow images have no captions; the one caption the demo gives is in every other backend.
+    warnings.filterwarnings("ignore", ".*images have no captions.*", TracklightWarning)
+    # Lightning 2.6 warns about its own use of a torch API that torch 2.13 deprecates.
+    warnings.filterwarnings("ignore", ".*LeafSpec.*", FutureWarning)
+    # Neptune looks for NVIDIA's library to record GPU use; a machine without a GPU has none.
+    warnings.filterwarnings("ignore", ".*NVML.*")
+    # Lightning's tips about its cloud products.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not record.getMessage().startswith("\N{ELECTRIC LIGHT BULB} Tip")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,17 +301,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    # The data set is tiny, so worker processes would cost more than they save.
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    # The CSV logger says once per kind of media that it keeps them as files; the summary below says where.
-    warnings.filterwarnings("ignore", ".*cannot display .* media.*", TracklightWarning)
+    stay_offline_and_quiet(args.save_dir)
+    hide_noise()
+    # A model this small trains fastest on one thread; more would compete with the loggers' background threads.
+    torch.set_num_threads(1)
     seed_everything(args.seed, verbose=False)
     model = DigitClassifier()
     train_loader, val_loader = digit_loaders(model.hparams.batch_size, args.seed)
     logger = pl_loggers.LoggerCollection(make_loggers(args.save_dir))
+    timer = Timer()
     trainer = Trainer(
         max_epochs=args.max_epochs,
         logger=logger,
+        callbacks=[timer],
         log_every_n_steps=5,
         accelerator="cpu",
         devices=1,
@@ -239,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
 
     final = trainer.callback_metrics
     print(
-        f"\nTrained {args.max_epochs} epochs in {time.perf_counter() - started:.1f} s: "
+        f"\nTrained {args.max_epochs} epochs in {timer.time_elapsed('train'):.1f} s "
+        f"({time.perf_counter() - started:.1f} s in all, starting and closing the {len(logger)} backends included): "
         f"validation accuracy {float(final['val/acc']):.1%}, validation loss {float(final['val/loss']):.3f}.\n"
-        f"\nLogs are under {os.path.abspath(args.save_dir)}:"
+        f"\nLogs are under {os.path.abspath(args.save_dir)}, all written offline (nothing left this machine):"
     )
     for backend in logger.loggers:
         print("  " + "\n  ".join(where_to_look(backend)))

@@ -16,6 +16,10 @@ import pytest
 
 # Figures in tests never need a display.
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests reach no network but loopback: keep SDK telemetry (MLflow's, also in the mlflow server the tests start,
+# which inherits this environment) from trying to phone home.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
 
 _RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 

@@ -173,6 +173,9 @@ class MLFlowLogger(Logger):
             raise MissingDependencyError(
                 "MLFlowLogger needs the 'mlflow' package. Install it with: pip install 'tracklight[mlflow]'"
             )
+        # MLflow 3 reports usage to its vendor's servers from any client, even one on a local sqlite file. A
+        # logger that works offline must not phone home unasked: MLFLOW_DISABLE_TELEMETRY=false turns it back on.
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         if log_model not in (True, False, "all"):
             raise TracklightError(f"MLFlowLogger(log_model={log_model!r}) is not valid: use True, False or 'all'.")
         tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
