@@ -83,15 +83,19 @@ def is_figure(value: Any) -> bool:
     return is_instance_by_name(value, "matplotlib.figure.Figure", "plotly.graph_objs._figure.Figure")
 
 
-def figure_png(figure: Any, close: bool = False) -> bytes:
+def close_figure(figure: Any) -> None:
+    """Close a matplotlib figure (pyplot keeps every open one alive); anything else is left alone."""
+    if is_instance_by_name(figure, "matplotlib.figure.Figure"):
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
+def figure_png(figure: Any) -> bytes:
     """PNG bytes of a matplotlib figure (or a plotly figure, when kaleido is installed)."""
     buffer = io.BytesIO()
     if is_instance_by_name(figure, "matplotlib.figure.Figure"):
         figure.savefig(buffer, format="png", bbox_inches="tight")
-        if close:
-            import matplotlib.pyplot as plt
-
-            plt.close(figure)
         return buffer.getvalue()
     if hasattr(figure, "to_image"):
         return bytes(figure.to_image(format="png"))

@@ -6,6 +6,7 @@ from argparse import Namespace
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tracklight import media
 from tracklight._errors import InvalidMetricError, TracklightError, warn
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 
@@ -181,10 +182,8 @@ class LoggerCollection(Logger):
         try:
             self._each("log_figure", key, figure, step, close=False)
         finally:
-            if close and type(figure).__module__.startswith("matplotlib"):
-                import matplotlib.pyplot as plt
-
-                plt.close(figure)
+            if close:
+                media.close_figure(figure)
 
     def log_table(
         self,

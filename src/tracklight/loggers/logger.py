@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from tracklight import media
 from tracklight._errors import warn
-from tracklight._imports import is_instance_by_name
 from tracklight._media_files import MediaFiles
 from tracklight._rank import global_rank, rank_zero_only
 
@@ -139,10 +138,8 @@ class Logger(ABC):
         try:
             self._write_figure(key, figure, step)
         finally:
-            if close and is_instance_by_name(figure, "matplotlib.figure.Figure"):
-                import matplotlib.pyplot as plt
-
-                plt.close(figure)
+            if close:
+                media.close_figure(figure)
 
     @rank_zero_only
     def log_table(
