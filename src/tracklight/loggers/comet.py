@@ -248,13 +248,15 @@ class CometLogger(Logger):
             metadata = checkpoints.metadata(callback, candidate)
             metadata["best"] = candidate.best
             try:
-                # Comet copies the file now, so a checkpoint Lightning rewrites or deletes later is unaffected.
-                self.experiment.log_model(
-                    self._checkpoint_name,
-                    candidate.path,
-                    file_name=os.path.basename(candidate.path),
-                    metadata=metadata,
-                )
+                # Given an open file, Comet copies it before returning; given a path it reads the file later,
+                # when Lightning may have rewritten it (last.ckpt) or deleted it.
+                with open(candidate.path, "rb") as handle:
+                    self.experiment.log_model(
+                        self._checkpoint_name,
+                        handle,
+                        file_name=os.path.basename(candidate.path),
+                        metadata=metadata,
+                    )
             except Exception as err:  # a checkpoint that cannot be logged must not stop training
                 self._checkpoint_failures += 1
                 if self._checkpoint_failures == 1:
