@@ -15,8 +15,8 @@ from tracklight import media
 from tracklight._errors import warn
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
+from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _comet_config as comet_config
-from tracklight.loggers import _wandb_checkpoints as checkpoints
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, sanitize, warn_conversions
 

@@ -17,7 +17,7 @@ from tracklight._errors import MissingDependencyError, TracklightError, warn
 from tracklight._imports import require
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
-from tracklight.loggers import _wandb_checkpoints as checkpoints
+from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _wandb_media as wandb_media
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import sanitize, warn_conversions

@@ -1,6 +1,6 @@
-"""Which checkpoints of a ``ModelCheckpoint`` go to W&B as ``model`` artifacts, with what aliases and metadata.
+"""Which checkpoints of a ``ModelCheckpoint`` are due for upload, with what aliases and metadata.
 
-Pure decisions on the callback's state and the files on disk; ``WandbLogger`` does the logging.
+Pure decisions on the callback's state and the files on disk; ``WandbLogger`` and ``CometLogger`` do the logging.
 """
 
 from __future__ import annotations
