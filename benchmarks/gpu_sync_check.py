@@ -30,6 +30,8 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from selflog import _null_logger  # same folder: a logger that keeps nothing, shared with the benchmark
+
 LOG_EVERY = 50
 EPOCH_END = "epoch_end"
 
@@ -75,26 +77,6 @@ def _parts(device: str) -> tuple[type, type]:
     return Module, StepClock
 
 
-class _NullLogger:
-    """Built lazily as a tracklight Logger subclass (see :func:`_logger`)."""
-
-
-def _logger() -> Any:
-    from tracklight.loggers import Logger
-
-    class NullLogger(Logger):
-        name = "null"
-        version = 0
-
-        def log_metrics(self, metrics: Any, step: int | None = None) -> None:
-            pass
-
-        def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    return NullLogger()
-
-
 def _trainer(callbacks: list[Any], device: str) -> Any:
     import lightning.pytorch as pl
 
@@ -102,7 +84,7 @@ def _trainer(callbacks: list[Any], device: str) -> Any:
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         max_epochs=1,
-        logger=_logger(),
+        logger=_null_logger(),
         callbacks=callbacks,
         log_every_n_steps=LOG_EVERY,
         enable_progress_bar=False,
