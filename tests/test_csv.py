@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tracklight import _csv_table
 from tracklight._errors import TracklightWarning
+from tracklight.formats import csv_table as _csv_table
 from tracklight.loggers import CSVLogger
 
 

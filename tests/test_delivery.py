@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tracklight import TracklightWarning
-from tracklight._delivery_cli import main
 from tracklight.delivery import Delivery, batch_size
+from tracklight.delivery.replay import main
 
 
 class Refused(Exception):

@@ -147,7 +147,7 @@ def test_sigterm_while_the_main_thread_is_writing_waits_for_the_write(tmp_path: 
     child = start_child(
         """
         import os, signal, sys, time
-        from tracklight._csv_table import CSVTable
+        from tracklight.formats.csv_table import CSVTable
 
         table = CSVTable(os.path.join(sys.argv[1], "metrics.csv"))
         table.append({"a": 1, "step": 0})

@@ -1,6 +1,6 @@
 """The hand-written TensorBoard encoders, checked against TensorBoard's own protobufs and readers.
 
-``tracklight._tfevents`` writes ``Event`` protobufs and TFRecord frames byte by byte; here every
+``tracklight.formats.tfevents`` writes ``Event`` protobufs and TFRecord frames byte by byte; here every
 piece is parsed by ``tensorboard.compat.proto``, read back by TensorBoard's record readers and
 compared with what ``torch.utils.tensorboard.SummaryWriter`` stores for the same values.
 """
@@ -22,9 +22,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
-from tracklight import _tfevents
 from tracklight._errors import TracklightWarning
-from tracklight._tfevents import (
+from tracklight.formats import tfevents as _tfevents
+from tracklight.formats.tfevents import (
     EventFile,
     SummaryLayout,
     encode_event,

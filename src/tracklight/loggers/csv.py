@@ -8,9 +8,9 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from tracklight._csv_table import CSVTable
 from tracklight._metrics import to_numbers
 from tracklight._rank import rank_zero_only
+from tracklight.formats.csv_table import CSVTable
 from tracklight.loggers._versioned import VersionedDirLogger
 from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import HparamsYaml, sanitize, warn_conversions

@@ -3,7 +3,7 @@
 What reaches MLflow goes through :mod:`tracklight.delivery`: the training thread queues values and
 returns; a worker batches them to MLflow's limits, retries while the server is away, keeps them in a
 spill file when it stays away, and sends them when it returns. MLflow's own rules (which metric keys it
-takes, how long a value may be, how a run ends) live here and in ``tracklight._delivery_mlflow``.
+takes, how long a value may be, how a run ends) live here and in ``tracklight.loggers._mlflow_sink``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     import numpy as np
     from mlflow.tracking import MlflowClient
 
-    from tracklight._delivery_mlflow import MlflowSink
     from tracklight.delivery import Delivery, DeliveryReport
+    from tracklight.loggers._mlflow_sink import MlflowSink
 
 __all__ = ["MLFlowLogger", "mlflow_key"]
 
@@ -326,7 +326,7 @@ class MLFlowLogger(Logger):
     def finalize(self, status: str = "success") -> None:
         """Upload the last checkpoints, end the run (``success`` -> FINISHED, ``failed`` -> FAILED, ``aborted`` ->
         KILLED) and wait up to ``delivery_timeout`` for delivery; what is left is kept and reported."""
-        from tracklight._delivery_mlflow import terminal_status
+        from tracklight.loggers._mlflow_sink import terminal_status
 
         if self._delivery is None:
             return
@@ -379,8 +379,8 @@ class MLFlowLogger(Logger):
 
     def _started(self) -> Delivery:
         if self._delivery is None:
-            from tracklight._delivery_mlflow import MlflowSink
             from tracklight.delivery import Delivery
+            from tracklight.loggers._mlflow_sink import MlflowSink
 
             tags = {str(key): str(value) for key, value in (self.tags or {}).items()}
             if self._run_name is not None and self._run_id is None:

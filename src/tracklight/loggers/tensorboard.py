@@ -13,7 +13,7 @@ from tracklight import media
 from tracklight._imports import is_instance_by_name, require
 from tracklight._metrics import to_number
 from tracklight._rank import rank_zero_only
-from tracklight._tfevents import EventFile, SummaryLayout
+from tracklight.formats.tfevents import EventFile, SummaryLayout
 from tracklight.loggers._versioned import VersionedDirLogger
 from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import HparamsYaml, flatten, sanitize, warn_conversions

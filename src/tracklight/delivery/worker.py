@@ -26,10 +26,10 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
-from tracklight import _flushing
-from tracklight._delivery_batch import DeliveryReport, Sink, batch_size
-from tracklight._delivery_spill import Item, SpillFile
 from tracklight._errors import TracklightWarning
+from tracklight.delivery.batch import DeliveryReport, Sink, batch_size
+from tracklight.delivery.spill import Item, SpillFile
+from tracklight.formats import flushing as _flushing
 
 __all__ = ["Delivery", "DeliveryReport", "Sink", "batch_size"]
 
@@ -410,9 +410,3 @@ def _close_all() -> None:
                 print(f"tracklight: {report}", file=sys.stderr)
         except Exception as error:  # exiting anyway: say what happened, never raise from atexit
             print(f"tracklight: could not finish delivery to {delivery.sink.describe()}: {error}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    from tracklight._delivery_cli import main
-
-    sys.exit(main())

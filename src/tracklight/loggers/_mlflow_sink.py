@@ -21,8 +21,8 @@ import time
 import warnings
 from typing import Any
 
-from tracklight._delivery_spill import Item
 from tracklight._errors import TracklightError, TracklightWarning
+from tracklight.delivery.spill import Item
 
 __all__ = ["MlflowSink", "sink_from_target"]
 
@@ -49,7 +49,7 @@ class MlflowSink:
         resume: ``run_id`` is a run the user resumes: mark it RUNNING again when it opens.
     """
 
-    factory = "tracklight._delivery_mlflow:sink_from_target"
+    factory = "tracklight.loggers._mlflow_sink:sink_from_target"
     # MLflow's log_batch limits (mlflow.utils.validation): 1000 metrics, 100 params, 100 tags, 1000 in all.
     limits = {"metric": 1000, "param": 100, "tag": 100}
     max_items = 1000

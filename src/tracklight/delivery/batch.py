@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tracklight._delivery_spill import Item
+from tracklight.delivery.spill import Item
 
 __all__ = ["DeliveryReport", "Sink", "batch_size"]
 

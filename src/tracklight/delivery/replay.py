@@ -7,10 +7,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from tracklight._delivery_batch import DeliveryReport, Sink
-from tracklight._delivery_spill import SpillFile
 from tracklight._errors import TracklightError
-from tracklight.delivery import Delivery
+from tracklight.delivery.batch import DeliveryReport, Sink
+from tracklight.delivery.spill import SpillFile
+from tracklight.delivery.worker import Delivery
 
 __all__ = ["main", "replay"]
 

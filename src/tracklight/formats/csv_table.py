@@ -12,8 +12,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tracklight import _flushing
 from tracklight._errors import warn
+from tracklight.formats import flushing as _flushing
 
 _tmp_names = itertools.count()
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tracklight import _flushing
 from tracklight._errors import warn
+from tracklight.formats import flushing as _flushing
 
 try:  # the C implementation is ~100x faster than the pure-Python fallback
     from crc32c import crc32c as _crc32c

@@ -1,0 +1,20 @@
+"""Background delivery for remote backends: bounded memory, batching, retry with backoff, spill to disk.
+
+The training thread hands items to a :class:`Delivery` and returns; one worker thread per delivery
+sends them in batches to the backend's :class:`Sink`, retries while it fails, and keeps on disk what
+it could not send, for ``python -m tracklight.delivery replay <spill file>``.
+
+| module | job |
+|---|---|
+| ``worker`` | :class:`Delivery`: the queue, the worker thread, retry, spill, ``drain``/``close`` |
+| ``batch`` | what delivery needs from a backend (:class:`Sink`), batch cutting, :class:`DeliveryReport` |
+| ``spill`` | :class:`~tracklight.delivery.spill.SpillFile`: JSON lines on disk, with a replay offset |
+| ``replay`` | the ``python -m tracklight.delivery replay`` command |
+"""
+
+from __future__ import annotations
+
+from tracklight.delivery.batch import DeliveryReport, Sink, batch_size
+from tracklight.delivery.worker import Delivery
+
+__all__ = ["Delivery", "DeliveryReport", "Sink", "batch_size"]
