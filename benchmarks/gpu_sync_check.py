@@ -10,8 +10,12 @@ one with prog_bar, one Python float, one integer tensor) with ``log_every_n_step
    inside the two places allowed to move values to the host (sending a logged step to the loggers, and
    the epoch end): any other synchronisation raises and fails the check.
 
+3. With ``--time-steps N``: wall time per training step of the same module, Lightning's ``self.log``
+   against the opt-in, interleaved over ``--rounds`` rounds (the first is warm-up; the fastest of the
+   rest counts), the device synchronised at both ends of the epoch.
+
 Run (needs a CUDA device; ``--allow-cpu`` only checks that the script runs):
-    python benchmarks/gpu_sync_check.py [--steps 200] [--out results.json]
+    python benchmarks/gpu_sync_check.py [--steps 200] [--time-steps 2000 --rounds 4] [--out results.json]
 
 Exit status 0 when both checks pass. The summary is printed and, with ``--out`` (or ``$OUT`` set),
 written as JSON.
@@ -188,10 +192,56 @@ def strict_run(steps: int, device: str) -> dict[str, Any]:
     return {"error": error, "host_transfers_allowed_at": sorted(set(allowed))}
 
 
+def step_microseconds(opt_in: bool, steps: int, device: str) -> float:
+    """Wall time per training step (device synchronised at both ends of the epoch), in microseconds."""
+    import time
+
+    import torch
+
+    from tracklight.reducer import LightningReducer
+
+    module_class, clock = _parts(device)
+
+    class EpochTimer(clock):  # type: ignore[misc, valid-type]
+        seconds = 0.0
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            EpochTimer.seconds = time.perf_counter() - self.start
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _trainer([EpochTimer(), *([LightningReducer()] if opt_in else [])], device).fit(module_class(steps))
+    return EpochTimer.seconds / steps * 1e6
+
+
+def time_steps(steps: int, rounds: int, device: str) -> dict[str, Any]:
+    """Lightning's path and the opt-in, interleaved; the first round warms up, the fastest other counts."""
+    rounds_us: dict[str, list[float]] = {"lightning": [], "tracklight": []}
+    for _ in range(rounds):
+        for variant, runs in rounds_us.items():
+            runs.append(step_microseconds(variant == "tracklight", steps, device))
+    best = {variant: min(runs[1:] or runs) for variant, runs in rounds_us.items()}
+    return {
+        "steps": steps,
+        "us_per_step_by_round": {k: [round(v) for v in runs] for k, runs in rounds_us.items()},
+        "us_per_step_best": {k: round(v) for k, v in best.items()},
+        "speedup": round(best["lightning"] / best["tracklight"], 2),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--time-steps", type=int, default=0, help="also time this many steps per round (0: no)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of the timing, the first a warm-up")
     parser.add_argument("--allow-cpu", action="store_true", help="run on CPU (no sync detection): a dry run")
     args = parser.parse_args()
     import logging
@@ -225,6 +275,8 @@ def main() -> int:
         "strict_error_mode": strict,
         "passed": not outside and strict["error"] is None,
     }
+    if args.time_steps:
+        summary["step_time"] = time_steps(args.time_steps, args.rounds, device)
     print(json.dumps({k: v for k, v in summary.items() if k != "tracklight_first_stacks"}, indent=2))
     if outside:
         print("First stacks of syncs outside logged steps:")
