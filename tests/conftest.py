@@ -101,6 +101,21 @@ def make_trainer(tmp_path: Path) -> Callable[..., Any]:
     return make
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator[Any]:
+    """moto's S3 server on 127.0.0.1 for the whole session, its address in the environment (``_s3_server``)."""
+    from _s3_server import s3_environment
+
+    with s3_environment() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    """``s3://<a fresh bucket>`` on the session's S3 server."""
+    return str(s3.new_bucket())
+
+
 @pytest.fixture
 def set_rank(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], None]]:
     """``set_rank(n)``: make this process rank ``n`` the way Lightning's strategies do; restored afterwards."""

@@ -1,4 +1,8 @@
-"""Versioned run directories and atomic file writes: the only place tracklight creates them."""
+"""Versioned run directories and atomic file writes: the only place tracklight creates them.
+
+A ``root`` that is a URL (``s3://bucket/logs``) is listed and claimed in its object store instead
+(:mod:`tracklight.remote._versions`); fsspec is imported only then.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import os
 import re
 import tempfile
 from pathlib import Path
+
+from tracklight.remote._store import is_url
 
 _VERSION_DIR = re.compile(r"^version_(\d+)$")
 
@@ -24,6 +30,10 @@ def existing_versions(root: str | os.PathLike[str]) -> list[int]:
 
 def next_version(root: str | os.PathLike[str]) -> int:
     """The version after the highest existing one, without claiming it (for ranks that must not write)."""
+    if is_url(root):
+        from tracklight.remote._versions import next_version_at
+
+        return next_version_at(os.fspath(root))
     versions = existing_versions(root)
     return versions[-1] + 1 if versions else 0
 
@@ -34,6 +44,10 @@ def claim_next_version(root: str | os.PathLike[str]) -> int:
     ``os.mkdir`` either creates the directory or fails because it exists, so processes that start at the
     same moment on the same ``root`` each get a distinct version: a loser of the race moves on to N+1.
     """
+    if is_url(root):
+        from tracklight.remote._versions import claim_next_version_at
+
+        return claim_next_version_at(os.fspath(root))
     os.makedirs(root, exist_ok=True)
     version = next_version(root)
     while True:

@@ -2,6 +2,9 @@
 
 One daemon thread serves every open writer in the process. A writer registers itself and exposes
 ``flush(force: bool)``; it decides what a flush means (append buffered rows, rewrite a header...).
+Writers registered with ``late=True`` (the mirrors that upload a run folder to an object store) are
+flushed after all the others, so that a forced flush at exit or on SIGTERM uploads what the local
+writers have just written.
 
 Writers guard their state with :class:`WriterLock` rather than a bare ``threading.Lock``: a SIGTERM
 handler runs on the main thread between two bytecodes, possibly while that thread holds a writer's
@@ -29,6 +32,7 @@ class Flushable(Protocol):
 
 
 _writers: weakref.WeakSet[Any] = weakref.WeakSet()
+_late_writers: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 _wake = threading.Event()
 _thread: threading.Thread | None = None
@@ -89,11 +93,11 @@ def _leave_main() -> None:
         _on_sigterm(signum, frame)
 
 
-def register(writer: Flushable) -> None:
-    """Flush ``writer`` in the background from now on, and at exit or SIGTERM."""
+def register(writer: Flushable, late: bool = False) -> None:
+    """Flush ``writer`` in the background from now on, and at exit or SIGTERM (after the others if ``late``)."""
     global _thread, _thread_pid
     with _lock:
-        _writers.add(writer)
+        (_late_writers if late else _writers).add(writer)
         if _thread is None or _thread_pid != os.getpid() or not _thread.is_alive():
             _thread = threading.Thread(target=_run, name="tracklight-flush", daemon=True)
             _thread_pid = os.getpid()
@@ -104,10 +108,11 @@ def register(writer: Flushable) -> None:
 def unregister(writer: Flushable) -> None:
     with _lock:
         _writers.discard(writer)
+        _late_writers.discard(writer)
 
 
 def flush_all(force: bool = True) -> None:
-    for writer in list(_writers):
+    for writer in [*_writers, *_late_writers]:
         with contextlib.suppress(Exception):
             writer.flush(force=force)
 
@@ -116,9 +121,7 @@ def _run() -> None:
     while True:
         _wake.wait(FLUSH_INTERVAL)
         # A flush that fails here is retried on the next tick and reported by the writer's own flush().
-        for writer in list(_writers):
-            with contextlib.suppress(Exception):
-                writer.flush(force=False)
+        flush_all(force=False)
 
 
 def _install_exit_hooks() -> None:
@@ -154,6 +157,7 @@ def _forget_parent_writers() -> None:
     """In a forked child: the parent's writers and their buffered data belong to the parent, not to us."""
     global _thread, _thread_pid, _main_depth, _deferred_signal, _lock, _MAIN_IDENT
     _writers.clear()
+    _late_writers.clear()
     _thread = _thread_pid = None
     _lock = threading.Lock()
     _MAIN_IDENT = threading.get_ident()

@@ -171,6 +171,11 @@ class EventFile:
     The file is created on the first write and reopened in append mode after :meth:`close`, so a
     logger can go on after ``finalize`` (fit, then test, in one process).
 
+    With ``max_bytes``, a file that has grown past it is left as it is and the next events go to a new
+    segment, named after the first file with ``.000001``, ``.000002``... appended (TensorBoard reads
+    the event files of a folder in name order). A run folder mirrored to an object store, which cannot
+    append, so re-uploads at most ``max_bytes`` of scalars at a time.
+
     Example:
         >>> import tempfile
         >>> events = EventFile(tempfile.mkdtemp())
@@ -178,9 +183,13 @@ class EventFile:
         >>> events.close()
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, max_bytes: int | None = None) -> None:
         self.directory = directory
+        self.max_bytes = max_bytes
         self.path: str | None = None
+        self._first_path: str | None = None
+        self._segment = 0
+        self._size = 0
         self._queue: collections.deque[bytes] = collections.deque()
         #: Records taken from the queue whose write failed; they go first at the next flush.
         self._held: list[bytes] = []
@@ -205,16 +214,22 @@ class EventFile:
                 return
             data = b"".join(self._held)
             path = self.path
+            segment = self._segment
+            if path is not None and self.max_bytes is not None and self._size >= self.max_bytes:
+                path, segment = None, segment + 1
             try:
                 if path is None:
                     os.makedirs(self.directory, exist_ok=True)
-                    path = event_file_name(self.directory)
+                    if self._first_path is None:
+                        self._first_path = event_file_name(self.directory)
+                    path = self._first_path if segment == 0 else f"{self._first_path}.{segment:06d}"
                     data = frame(encode_file_version(time.time())) + data
                 _append(path, data)
             except OSError as err:
                 self._report(err)
                 return
-            self.path = path
+            self._size = (self._size if path == self.path else 0) + len(data)
+            self.path, self._segment = path, segment
             self._held.clear()
 
     def close(self) -> None:

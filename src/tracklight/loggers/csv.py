@@ -120,7 +120,7 @@ class CSVLogger(VersionedDirLogger):
         if self._experiment is None:
             with _creating:
                 if self._experiment is None:
-                    self._experiment = CSVExperiment(self.log_dir)
+                    self._experiment = CSVExperiment(self._local_dir())
         return self._experiment
 
     @rank_zero_only
@@ -146,6 +146,7 @@ class CSVLogger(VersionedDirLogger):
     def finalize(self, status: str) -> None:
         if self._experiment is not None:
             self._experiment.save(force=True)
+        self._finish_remote()
 
     def _state_for_pickle(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -190,10 +190,14 @@ class Logger(ABC):
     def _write_table(self, key: str, table: media.Table, step: int | None) -> None:
         self._keep_media("table", key, step, [("csv", table.csv().encode("utf-8"))])
 
+    def _files_dir(self) -> str | None:
+        """The local directory where this logger keeps files (a remote logger's staging folder)."""
+        return self.log_dir or self.save_dir
+
     def _keep_media(self, kind: str, key: str, step: int | None, files: list[tuple[str, bytes]], **meta: Any) -> None:
         """Keep media this backend cannot show as files under its directory, and say so once per kind."""
         said = self.__dict__.setdefault("_tracklight_media_said", set())
-        directory = self.log_dir or self.save_dir
+        directory = self._files_dir()
         if directory is None:
             if kind not in said:
                 said.add(kind)

@@ -95,8 +95,9 @@ class TensorBoardLogger(VersionedDirLogger):
         """The ``torch.utils.tensorboard.SummaryWriter`` of this run (a no-op stand-in on other ranks)."""
         if self._experiment is None:
             tensorboard = require("torch.utils.tensorboard", "tensorboard")
-            os.makedirs(self.log_dir, exist_ok=True)
-            self._experiment = tensorboard.SummaryWriter(log_dir=self.log_dir, **self._kwargs)
+            directory = self._local_dir()
+            os.makedirs(directory, exist_ok=True)
+            self._experiment = tensorboard.SummaryWriter(log_dir=directory, **self._kwargs)
         return self._experiment
 
     @rank_zero_only
@@ -189,6 +190,8 @@ class TensorBoardLogger(VersionedDirLogger):
             events.flush()
         if self._experiment is not None and time.monotonic() - self._last_writer_flush >= 1.0:
             self._experiment.flush()
+            if self._remote:
+                self._start_new_writer_file_if_large()
             self._last_writer_flush = time.monotonic()
         self._save_hparams_once()
 
@@ -201,6 +204,7 @@ class TensorBoardLogger(VersionedDirLogger):
             self._experiment.close()
         if status == "success":
             self._save_hparams_once()
+        self._finish_remote()
 
     # ---- media: TensorBoard shows every kind ------------------------------------------------------------
 
@@ -261,8 +265,22 @@ class TensorBoardLogger(VersionedDirLogger):
         """The scalar event file of ``log_dir`` (``run=""``) or of the sub-run ``log_dir/run``."""
         events = self._events.get(run)
         if events is None:
-            events = self._events[run] = EventFile(os.path.join(self.log_dir, run) if run else self.log_dir)
+            directory = self._local_dir()
+            # On an object store a file that changed is uploaded whole: scalars go up in bounded segments.
+            max_bytes = _remote_segment_bytes() if self._remote else None
+            events = EventFile(os.path.join(directory, run) if run else directory, max_bytes)
+            self._events[run] = events
         return events
+
+    def _start_new_writer_file_if_large(self) -> None:
+        """Close the writer once its event file passed the segment size (a run on an object store): its next
+        ``add_*`` opens a new file, so what is uploaded whole stays bounded."""
+        writer = self._experiment
+        event_writer = getattr(getattr(writer, "file_writer", None), "event_writer", None)
+        path = getattr(event_writer, "_file_name", None)
+        with contextlib.suppress(OSError, TypeError):
+            if writer is not None and path and os.path.getsize(path) >= _remote_segment_bytes():
+                writer.close()
 
     def _log_scalar_dicts(self, metrics: Mapping[str, Any], step: int) -> dict[str, Any]:
         """Log the dict values of ``metrics`` and return the others.
@@ -284,21 +302,27 @@ class TensorBoardLogger(VersionedDirLogger):
     def _save_hparams_once(self) -> None:
         """Write ``hparams.yaml`` (empty when no hyperparameters were logged) once the run has a directory,
         as Lightning's logger does, so the layout is the same."""
-        if self._hparams_saved or not os.path.isdir(self.log_dir):
+        if self._hparams_saved or not os.path.isdir(self._local_dir()):
             return
         self._hparams_saved = True
-        if not os.path.exists(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)):
+        if not os.path.exists(os.path.join(self._local_dir(), self.NAME_HPARAMS_FILE)):
             self._hparams().update({})
 
     def _hparams(self) -> HparamsYaml:
         if self._hparams_file is None:
-            self._hparams_file = HparamsYaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE))
+            self._hparams_file = HparamsYaml(os.path.join(self._local_dir(), self.NAME_HPARAMS_FILE))
         return self._hparams_file
 
     def _state_for_pickle(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.update(_experiment=None, _events={}, _layouts={}, _hparams_file=None)
         return state
+
+
+def _remote_segment_bytes() -> int:
+    from tracklight.remote._mirror import SEGMENT_BYTES
+
+    return SEGMENT_BYTES
 
 
 def _hparam_value(value: Any) -> int | float | str | bool:

@@ -1,0 +1,3 @@
+from tracklight.remote._push import main
+
+raise SystemExit(main())

@@ -1,0 +1,251 @@
+"""Uploading a local staging folder to its folder on an object store, in the background.
+
+Object stores cannot append, so a file that changed goes up whole. One thread per mirror looks at the
+staging folder about once a second and uploads every file that changed since its last upload in one
+batch (``fs.pipe`` with several paths: s3fs sends them concurrently). Passes take at most a quarter of
+the time however large the files grow, so a big ``metrics.csv`` is uploaded less often rather than
+all the time. A failed pass is retried with backoff (faster while someone waits in :meth:`Mirror.sync`);
+nothing is lost meanwhile, since the files stay in the staging folder.
+
+Only complete records go up: a CSV or JSON-lines file up to its last newline, an event file up to its
+last whole TFRecord, so a reader never sees half a row even if the process dies during a write.
+
+No lock is shared with the training thread or a signal handler: :meth:`Mirror.sync` only sets a
+number and polls another, so it is safe to call from a SIGTERM handler that interrupted anything.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+from collections.abc import Iterable
+
+from tracklight._errors import warn
+from tracklight.remote._store import Store
+
+#: Seconds between two looks at the staging folder; a value reaches the store within about this
+#: (plus the local writers' own flush, a quarter to three quarters of a second).
+INTERVAL = 1.0
+#: Uploads take at most this share of the time: a pass that took 2 s waits until 8 s after it started.
+MAX_SHARE = 0.25
+#: The longest wait between two attempts while the store fails (one second while someone waits).
+BACKOFF_MAX = 30.0
+#: A mirror's thread ends after this long with nothing to upload; the next change starts it again.
+IDLE_EXIT = 30.0
+#: Files that only grow (event files) are cut into segments of about this size, since each change
+#: uploads the whole file again.
+SEGMENT_BYTES = 1 << 20
+_POLL = 0.05
+
+_Signature = tuple[int, int, int]
+
+
+class Mirror:
+    """Keeps ``store`` up to date with the files under ``staging`` (relative paths kept as they are).
+
+    Args:
+        store: The folder on the object store.
+        staging: The local folder the run's writers write into.
+        foreign: Relative paths that exist in the store and were not written by this run: never written.
+
+    Example:
+        >>> import tempfile, os
+        >>> staging = tempfile.mkdtemp()
+        >>> with open(os.path.join(staging, "metrics.csv"), "w") as f:
+        ...     _ = f.write("loss,step\\n0.5,0\\n0.25,1")  # the last row is not finished yet
+        >>> mirror = Mirror(Store("memory://tracklight-doc/mirror"), staging)
+        >>> mirror.sync(timeout=5)
+        []
+        >>> mirror.store.fs.cat_file(mirror.store.child("metrics.csv"))
+        b'loss,step\\n0.5,0\\n'
+    """
+
+    def __init__(self, store: Store, staging: str, foreign: Iterable[str] = ()) -> None:
+        self.store = store
+        self.staging = staging
+        self.foreign = set(foreign)
+        self.last_error: str | None = None
+        self._uploaded: dict[str, _Signature] = {}
+        self._complete: dict[str, tuple[int | None, int]] = {}  # event file: inode, end of its whole records
+        self._said_foreign: set[str] = set()
+        self._said_down = False
+        self._sync_request = 0.0  # monotonic time of the last sync() call
+        self._clean_start = -1.0  # monotonic start of the last pass that left nothing to upload
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    # ---- for the run: what is in sync -------------------------------------------------------------------
+
+    def mark_uploaded(self, relative: str) -> None:
+        """Record that the store already holds ``relative`` as it is in the staging folder now."""
+        signature = _signature(os.path.join(self.staging, relative))
+        if signature is not None:
+            self._uploaded[relative] = signature
+
+    def pending(self) -> list[str]:
+        """The files of the staging folder whose last change is not in the store yet."""
+        return sorted(self._changed())
+
+    def ensure_running(self) -> None:
+        """Start the background thread if it is not running (it ends when idle, or in a forked child)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        thread = threading.Thread(target=self._loop, name="tracklight-upload", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def sync(self, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` seconds for a pass that starts now to upload everything; what is left."""
+        request = time.monotonic()
+        self._sync_request = request
+        self.ensure_running()
+        deadline = request + timeout
+        while self._clean_start < request:
+            if time.monotonic() >= deadline:
+                return self.pending()
+            time.sleep(_POLL)
+        return []
+
+    # ---- the thread ------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_pass = 0.0
+        retry_floor = 0.0
+        failures = 0
+        idle_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            waited_for = self._sync_request > self._clean_start
+            if now < next_pass and not (waited_for and now >= retry_floor):
+                time.sleep(min(_POLL, next_pass - now))
+                continue
+            if self._thread is not threading.current_thread():
+                return  # replaced (ensure_running in a forked child)
+            started = time.monotonic()
+            try:
+                changed = self._changed()
+                if changed:
+                    self._upload(changed)
+            except Exception as error:
+                failures += 1
+                self._failed(error)
+                next_pass = started + min(BACKOFF_MAX, INTERVAL * 2 ** (failures - 1))
+                retry_floor = started + INTERVAL
+                continue
+            failures = 0
+            if self._said_down:
+                self._said_down = False
+            self._clean_start = started
+            duration = time.monotonic() - started
+            next_pass = started + max(INTERVAL, duration / MAX_SHARE)
+            if changed:
+                idle_since = started
+            elif started - idle_since >= IDLE_EXIT and self._sync_request <= started:
+                self._thread = None
+                return
+
+    def _changed(self) -> dict[str, _Signature]:
+        changed = {}
+        for relative in _files(self.staging):
+            signature = _signature(os.path.join(self.staging, relative))
+            if signature is None or self._uploaded.get(relative) == signature:
+                continue
+            if relative in self.foreign:
+                if signature[0] and relative not in self._said_foreign:
+                    self._said_foreign.add(relative)
+                    warn(
+                        f"{self.store.child_url(relative)} existed before this run started, so it is not replaced; "
+                        f"this run's version is kept in {os.path.join(self.staging, relative)}."
+                    )
+                continue
+            changed[relative] = signature
+        return changed
+
+    def _upload(self, changed: dict[str, _Signature]) -> None:
+        batch = {}
+        for relative, signature in changed.items():
+            try:
+                with open(os.path.join(self.staging, relative), "rb") as handle:
+                    data = handle.read()
+            except FileNotFoundError:  # replaced or removed since the scan: the next pass sees what is there
+                continue
+            batch[self.store.child(*relative.split("/"))] = self._complete_part(relative, signature, data)
+        if batch:
+            self.store.fs.pipe(batch)
+        # The signatures were taken before reading: a file that changed while it was read goes up again.
+        self._uploaded.update(changed)
+
+    def _complete_part(self, relative: str, signature: _Signature, data: bytes) -> bytes:
+        """``data`` without a record still being written at its end."""
+        name = relative.rpartition("/")[2]
+        if name.endswith((".csv", ".jsonl")):
+            return data[: data.rfind(b"\n") + 1]
+        if "tfevents" in name:
+            # Event files only grow: the records already walked need not be walked again.
+            inode, known = self._complete.get(relative, (None, 0))
+            end = _whole_records(data, known if inode == signature[2] and known <= len(data) else 0)
+            self._complete[relative] = (signature[2], end)
+            return data[:end]
+        return data
+
+    def _failed(self, error: Exception) -> None:
+        self.last_error = f"{type(error).__name__}: {error}"
+        if self._said_down:
+            return
+        self._said_down = True
+        warn(
+            f"Could not upload to {self.store.url} ({self.last_error}). Training goes on: the run's files are kept "
+            f"in {self.staging} and uploaded when the store answers again (retried in the background)."
+        )
+
+
+def _files(root: str) -> list[str]:
+    """Relative paths (with ``/``) of the files under ``root``, leaving out hidden and temporary ones."""
+    found = []
+    for directory, folders, names in os.walk(root):
+        folders[:] = [folder for folder in folders if not folder.startswith(".")]
+        prefix = os.path.relpath(directory, root).replace(os.sep, "/")
+        for name in names:
+            if not name.startswith("."):
+                found.append(name if prefix == "." else f"{prefix}/{name}")
+    return found
+
+
+def _signature(path: str) -> _Signature | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+_RECORD_HEADER = struct.Struct("<Q")
+
+
+def _whole_records(data: bytes, start: int = 0) -> int:
+    """The end of the last whole TFRecord (8-byte length, 4-byte CRC, data, 4-byte CRC) in ``data``."""
+    position, size = start, len(data)
+    while position + 12 <= size:
+        end = position + 16 + _RECORD_HEADER.unpack_from(data, position)[0]
+        if end > size:
+            break
+        position = end
+    return position
+
+
+def _describe(paths: list[str], limit: int = 5) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def describe_left(url: str, staging: str, left: list[str], error: str | None, later: str = "") -> str:
+    """The message for files that could not be uploaded: which, why, where they are kept, how to send them."""
+    reason = f" ({error})" if error else ""
+    return (
+        f"{len(left)} file(s) of {url} could not be uploaded yet{reason}: {_describe(left)}. They are kept in "
+        f"{staging}{later}; to upload them later run: python -m tracklight.remote push {staging}"
+    )
