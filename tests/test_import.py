@@ -1,4 +1,4 @@
-"""``import tracklight`` stays cheap: no torch, no Lightning, no backend SDK, well under 0.2 s."""
+"""``import tracklight`` stays cheap: no torch, no Lightning, no backend SDK, no fsspec, well under 0.2 s."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ HEAVY = (
     "mlflow",
     "comet_ml",
     "neptune",
+    # Object storage: only when a save_dir is a URL.
+    "fsspec",
+    "s3fs",
+    "botocore",
+    "aiobotocore",
 )
 
 

@@ -407,3 +407,19 @@ def test_events_added_from_many_threads_are_written_exactly_once(tmp_path) -> No
     assert set(seen) == {(f"t{i}", step) for i in range(4) for step in range(2000)}
     for i in range(4):  # each producer's events stay in the order it added them
         assert [step for tag, step in seen if tag == f"t{i}"] == list(range(2000))
+
+
+def test_segments_follow_each_other_in_name_order_and_read_back_whole(tmp_path) -> None:
+    events = EventFile(str(tmp_path), max_bytes=300)
+    for step in range(100):
+        events.add_scalars(step, [("loss", float(step))])
+        if step % 7 == 0:
+            events.flush()
+    events.close()
+    names = sorted(os.listdir(tmp_path))
+    assert len(names) > 5
+    assert names[1:] == [f"{names[0]}.{segment:06d}" for segment in range(1, len(names))]
+    assert all(os.path.getsize(tmp_path / name) < 300 + 7 * 40 for name in names)  # one flush past the limit at most
+    accumulator = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    assert [(event.step, event.value) for event in accumulator.Scalars("loss")] == [(s, float(s)) for s in range(100)]

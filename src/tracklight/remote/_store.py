@@ -114,7 +114,7 @@ def _load_class(fsspec: Any, protocol: str, url: str) -> Any:
     try:
         return fsspec.get_filesystem_class(protocol)
     except ImportError as err:
-        known = fsspec.registry.known_implementations.get(protocol, {})
+        known = require("fsspec.registry", "remote").known_implementations.get(protocol, {})
         package = str(known.get("class", "")).partition(".")[0]
         install = f"pip install {package}" if package and package != "fsspec" else "install what fsspec names"
         if protocol in ("s3", "s3a"):
