@@ -282,3 +282,17 @@ def test_conditional_create_where_the_store_has_one_and_a_checked_write_elsewher
         assert has_atomic_create(fs) is (type(fs) is MemoryFileSystem)
         assert claim(store, "version_0") is True
         assert claim(store, "version_0") is False
+
+
+def test_a_pickled_logger_writes_to_the_same_remote_version(memory_url: str) -> None:
+    import pickle
+
+    logger = CSVLogger(memory_url)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    copy = pickle.loads(pickle.dumps(logger))  # as ddp_spawn hands it to the process of rank zero
+    assert copy._remote_run is None and copy.log_dir == logger.log_dir == f"{memory_url}/lightning_logs/version_0"
+    logger.finalize("success")
+    copy.log_metrics({"loss": 0.5}, step=1)
+    copy.finalize("success")
+    assert pd.read_csv(f"{logger.log_dir}/metrics.csv")["loss"].tolist() == [1.0, 0.5]
+    assert CSVLogger(memory_url).version == 1

@@ -74,7 +74,7 @@ def test_trainer_runs_on_object_storage_read_back_complete(
 ) -> None:
     root = f"{request.getfixturevalue('bucket')}/logs" if store == "s3" else f"memory://t-{uuid.uuid4().hex[:8]}/logs"
     csv_logger, tb_logger = CSVLogger(root), TensorBoardLogger(root)
-    trainer = make_trainer(logger=[csv_logger, tb_logger], max_epochs=2, enable_checkpointing=False)
+    trainer = make_trainer(logger=[csv_logger, tb_logger], max_epochs=2)
     trainer.fit(tiny_model(lr=0.05))
 
     assert trainer.log_dir == csv_logger.log_dir == f"{root}/lightning_logs/version_0"
@@ -94,6 +94,8 @@ def test_trainer_runs_on_object_storage_read_back_complete(
     assert [step for step, _ in losses] == list(range(8))
     assert [value for _, value in losses] == pytest.approx(train["train_loss"].tolist(), rel=1e-6)
     assert [step for step, _ in scalars(tb_logger.log_dir, "val_loss")] == [3, 7]
+    # Lightning writes its checkpoints beside the run, through fsspec itself; the logger leaves them alone.
+    assert fsspec.core.url_to_fs(csv_logger.log_dir)[0].find(f"{csv_logger.log_dir}/checkpoints")
     assert no_url_folders(tmp_path)
 
 
