@@ -9,11 +9,9 @@ start together in one remote folder get distinct versions.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +21,8 @@ import fsspec
 import pandas as pd
 import pytest
 
+# The child processes and what they report are those of the local durability tests, pointed at a URL.
+from test_durability import LOGGING_LOOP, read_logged, start_child
 from tracklight import TracklightError
 from tracklight.loggers import CSVLogger, TensorBoardLogger
 
@@ -55,17 +55,6 @@ def scalars(url: str, tag: str) -> list[tuple[int, float]]:
 
 def no_url_folders(root: Path) -> bool:
     return not [path for path in root.rglob("*") if ":" in path.name]
-
-
-def start_child(code: str, *args: str) -> subprocess.Popen[str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "LOCAL_RANK")}
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
 
 
 @pytest.mark.parametrize("store", ["s3", "memory"])
@@ -160,42 +149,15 @@ def test_finalize_says_what_is_left_and_push_uploads_it(s3: Any, bucket: str, mo
     assert read_csv(f"{logger.log_dir}/metrics.csv")["loss"].tolist() == [float(step) for step in range(20)]
 
 
-LOGGING_LOOP = """
-    import sys, time
-    from tracklight.loggers import CSVLogger
-
-    logger = CSVLogger(sys.argv[1], name="", version="run")
-    index = 0
-    while True:
-        now = time.time()
-        metrics = {"t": now, "i": index}
-        if index % 50 == 0:
-            metrics[f"key_{index}"] = 1.0  # a new column: the header is rewritten
-        logger.log_metrics(metrics, step=index)
-        print(index, repr(now), flush=True)
-        index += 1
-        time.sleep(0.005)
-"""
-
-
-def read_reported(child: subprocess.Popen[str], seconds: float) -> dict[int, float]:
-    assert child.stdout is not None
-    logged: dict[int, float] = {}
-    until = time.time() + seconds
-    while time.time() < until:
-        line = child.stdout.readline()
-        if not line:
-            pytest.fail(f"the child ended early: {child.wait()} {child.stderr.read() if child.stderr else ''}")
-        index, stamp = line.split()
-        logged[int(index)] = float(stamp)
-    return logged
-
-
 def test_sigkill_loses_at_most_the_upload_window_and_push_sends_the_rest(bucket: str, staging: Path) -> None:
     url = f"{bucket}/logs"
-    child = start_child(LOGGING_LOOP, url)
+    child = start_child(LOGGING_LOOP, url, "no-save", "0.005")
     try:
-        logged = read_reported(child, seconds=8.0)
+        assert child.stdout is not None
+        first = child.stdout.readline()  # the child is up and logging: its run is open in the store
+        assert first, child.stderr.read() if child.stderr else ""
+        logged = {int(first.split()[0]): float(first.split()[1])}
+        logged.update(read_logged(child, until=time.time() + 8.0))
         killed_at = time.time()
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=60)
@@ -223,9 +185,9 @@ def test_sigkill_loses_at_most_the_upload_window_and_push_sends_the_rest(bucket:
 
 
 def test_sigterm_and_a_plain_exit_upload_every_value(bucket: str, staging: Path) -> None:
-    child = start_child(LOGGING_LOOP, f"{bucket}/sigterm")
+    child = start_child(LOGGING_LOOP, f"{bucket}/sigterm", "no-save", "0.005")
     try:
-        logged = read_reported(child, seconds=2.0)
+        logged = read_logged(child, until=time.time() + 2.0)
         child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=60)
     finally:
