@@ -218,7 +218,7 @@ SIGKILLED = """
 
 
 def sigkill_loss(bucket: str, staging: str, seconds: float) -> None:
-    print(f"\n3. SIGKILL of a process logging CSV rows to s3:// (about 150 rows/s, killed after {seconds:.0f} s)")
+    print(f"\n3. SIGKILL of a process logging CSV rows to s3:// (save() after each row), killed after {seconds:.0f} s")
     env = dict(os.environ, TRACKLIGHT_STAGING_DIR=staging)
     child = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(SIGKILLED), f"{bucket}/kill"],
@@ -260,7 +260,7 @@ def sigkill_loss(bucket: str, staging: str, seconds: float) -> None:
     )
     recovered = len(set(lost) & indices())
     print(
-        f"   {len(logged):,} rows reported; {len(lost)} not in the store at the kill "
+        f"   {len(logged):,} rows reported ({len(logged) / seconds:.0f}/s); {len(lost)} not in the store at the kill "
         f"(the last {oldest:.2f} s); `python -m tracklight.remote push` recovered {recovered} of them "
         "from the staging folder"
         + (f" ({len(lost) - recovered} were still in the process's memory)" if recovered < len(lost) else "")
