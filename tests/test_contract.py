@@ -280,6 +280,10 @@ def test_metrics_of_every_numeric_kind_are_recorded(backend: Backend, root: Path
         pytest.param(torch.ones(3), id="tensor"),
         pytest.param(np.ones(2), id="array"),
         pytest.param(object(), id="object"),
+        # Faults, issue 10 row 15: each used to be stored wrongly or to crash with an error naming no key.
+        pytest.param(np.complex64(1 + 2j), id="complex"),
+        pytest.param(10**400, id="int-beyond-float"),
+        pytest.param(torch.zeros((), device="meta"), id="meta-tensor"),
     ],
 )
 def test_bad_metric_values_raise_an_error_naming_the_key(backend: Backend, root: Path, bad: Any) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklight import media
 from tracklight._imports import is_instance_by_name, require
-from tracklight._metrics import to_number
+from tracklight._metrics import are_plain, to_number
 from tracklight._rank import rank_zero_only
 from tracklight.formats.tfevents import EventFile, SummaryLayout
 from tracklight.loggers._versioned import VersionedDirLogger
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TensorBoardLogger"]
 
-_PLAIN_NUMBERS = frozenset((float, int))
 #: Distinct key sets whose summary layout is kept; a run that logs ever-new key sets starts over past this.
 _MAX_LAYOUTS = 256
 
@@ -104,7 +103,7 @@ class TensorBoardLogger(VersionedDirLogger):
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         step = 0 if step is None else int(step)
         values = list(metrics.values())
-        if not _PLAIN_NUMBERS.issuperset(map(type, values)):
+        if not are_plain(values):
             if any(isinstance(value, Mapping) for value in values):
                 metrics = self._log_scalar_dicts(metrics, step)
             values = [to_number(key, value) for key, value in metrics.items()]
