@@ -14,6 +14,47 @@ from pathlib import Path
 from tracklight.remote._store import is_url
 
 _VERSION_DIR = re.compile(r"^version_(\d+)$")
+#: Opening with this flag fails (ELOOP) on a symbolic link instead of following it (0 where the OS has none).
+O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_no_follow(path: str, flags: int) -> int:
+    """``os.open`` that never follows a symbolic link at ``path``; usable as ``open(..., opener=...)``."""
+    return os.open(path, flags | O_NOFOLLOW, 0o666)
+
+
+def same_file(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not deleted, moved, or replaced by another)."""
+    try:
+        there = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    here = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
+
+
+def copy_open_file(fd: int, path: str) -> int:
+    """Write everything the open file ``fd`` holds to a new file at ``path`` (its folders made again), swapped in
+    atomically; return a descriptor of the new file (readable and writable). This is how a file deleted while it
+    is open is brought back: the descriptor still reaches its content."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    new, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        offset = 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(new, view) :]
+            offset += len(chunk)
+        os.fchmod(new, os.fstat(fd).st_mode & 0o777)
+        os.fsync(new)
+        os.replace(tmp, path)
+    except BaseException:
+        os.close(new)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return new
 
 
 def existing_versions(root: str | os.PathLike[str]) -> list[int]:
@@ -56,6 +97,21 @@ def claim_next_version(root: str | os.PathLike[str]) -> int:
             return version
         except FileExistsError:
             version += 1
+
+
+def set_aside(path: str | os.PathLike[str], label: str) -> str:
+    """Rename ``path`` to a free name beside it, ``metrics.csv`` to ``metrics.<label>.csv`` (then
+    ``metrics.<label>-1.csv``...), and return the new path. A symbolic link is renamed itself, never its target;
+    nothing is deleted."""
+    path = os.fspath(path)
+    stem, extension = os.path.splitext(path)
+    number = 0
+    while True:
+        target = f"{stem}.{label}{extension}" if number == 0 else f"{stem}.{label}-{number}{extension}"
+        if not os.path.lexists(target):
+            os.rename(path, target)
+            return target
+        number += 1
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from tracklight._errors import TracklightError, warn
-from tracklight._fs import atomic_write_text
+from tracklight._fs import atomic_write_text, open_no_follow, set_aside
 from tracklight._imports import module_prefix
 
 #: Arrays with more elements than this are logged as a short description instead of a list.
@@ -44,45 +44,120 @@ def to_dict(params: Any) -> dict[str, Any]:
 def sanitize(params: Any) -> tuple[dict[str, Any], list[str]]:
     """Convert ``params`` into nested dicts of plain values that any backend and ``yaml.safe_dump`` accept.
 
-    Returns the converted dict and a list of notes, one per value that changed type, naming its key.
+    Returns the converted dict and a list of notes, one per value that changed type, naming its key. A value
+    that cannot be converted at all (its ``__str__`` raises, it contains itself, it nests too deep) becomes a
+    placeholder string, named in its note; nothing here raises for a value.
     """
     notes: list[str] = []
-    clean = {str(key): _clean(value, str(key), notes) for key, value in to_dict(params).items()}
+    clean = {}
+    for key, value in to_dict(params).items():
+        name = _key_text(key, "", notes)
+        clean[name] = _clean(value, name, notes, ())
     return clean, notes
 
 
-def _clean(value: Any, key: str, notes: list[str]) -> Any:
+#: Containers nested deeper than this are logged as a placeholder (a cycle would nest forever).
+MAX_DEPTH = 64
+
+
+class _Quiet(str):
+    """A note for a lossless conversion (a ``Path`` to its string): listed when there is a warning anyway,
+    never the reason for one."""
+
+
+def _clean(value: Any, key: str, notes: list[str], parents: tuple[int, ...]) -> Any:
+    try:
+        return _convert(value, key, notes, parents)
+    except Exception as err:  # a broken __str__, __iter__, property...: the value must not break training
+        return _placeholder(value, key, notes, f"could not be read ({_error_text(err)})")
+
+
+def _convert(value: Any, key: str, notes: list[str], parents: tuple[int, ...]) -> Any:
     if isinstance(value, enum.Enum):
         converted = value.value if isinstance(value.value, _PLAIN) else value.name
         notes.append(f"{key!r} ({type(value).__name__} member -> {converted!r})")
-        return converted
+        return _convert(converted, key, notes, parents)
+    if isinstance(value, str):
+        return _text(value, key, notes)
     if isinstance(value, _PLAIN):
         # numpy's float64 and str_ subclass float and str, but yaml.safe_dump refuses them: keep the base type.
         return value if type(value) in _PLAIN else _plain_base(value)
     if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, (Namespace, Mapping)) or _is_dataclass_instance(value):
-        return {str(k): _clean(v, f"{key}/{k}", notes) for k, v in to_dict(value).items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v, f"{key}[{i}]", notes) for i, v in enumerate(value)]
-    if isinstance(value, (set, frozenset)):
-        items = sorted((_clean(v, key, notes) for v in value), key=repr)
-        notes.append(f"{key!r} ({type(value).__name__} -> sorted list)")
-        return items
+        converted = _text(os.fspath(value), key, notes)
+        notes.append(_Quiet(f"{key!r} ({type(value).__name__} -> {converted!r})"))
+        return converted
+    if isinstance(value, (Namespace, Mapping, list, tuple, set, frozenset)) or _is_dataclass_instance(value):
+        if id(value) in parents:
+            return _placeholder(value, key, notes, "contains itself", "<cycle>")
+        if len(parents) >= MAX_DEPTH:
+            return _placeholder(value, key, notes, f"is nested more than {MAX_DEPTH} levels deep", "<too deep>")
+        return _container(value, key, notes, (*parents, id(value)))
     if module_prefix(value) in ("torch", "numpy") and hasattr(value, "tolist"):
         return _clean_array(value, key, notes)
     if callable(value):
         name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
         converted = name if isinstance(name, str) else repr(value)
         notes.append(f"{key!r} ({_kind(value)} -> {converted!r})")
-        return converted
+        return _text(converted, key, notes)
     if isinstance(value, bytes):
         converted = value.decode("utf-8", errors="replace")
         notes.append(f"{key!r} (bytes -> str)")
         return converted
-    converted = str(value)
+    converted = _text(str(value), key, notes)
     notes.append(f"{key!r} ({type(value).__name__} object -> its str(): {_shorten(converted)!r})")
     return converted
+
+
+def _container(value: Any, key: str, notes: list[str], parents: tuple[int, ...]) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_clean(v, f"{key}[{i}]", notes, parents) for i, v in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        items = sorted((_clean(v, key, notes, parents) for v in value), key=repr)
+        notes.append(f"{key!r} ({type(value).__name__} -> sorted list)")
+        return items
+    clean = {}
+    for k, v in to_dict(value).items():
+        name = _key_text(k, key, notes)
+        clean[name] = _clean(v, f"{key}/{name}", notes, parents)
+    return clean
+
+
+def _text(value: str, key: str, notes: list[str]) -> str:
+    """``value`` as a plain ``str`` that UTF-8 can encode (lone surrogates escaped): every file is UTF-8."""
+    value = str.__str__(value)
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", errors="backslashreplace").decode("utf-8")
+        notes.append(f"{key!r} (text UTF-8 cannot encode -> escaped: {_shorten(value)!r})")
+    return value
+
+
+def _key_text(key: Any, parent: str, notes: list[str]) -> str:
+    """A mapping's key as text; one whose ``str()`` raises gets a placeholder."""
+    where = f"{parent}/" if parent else ""
+    try:
+        return _text(key if isinstance(key, str) else str(key), f"{where}<a key>", notes)
+    except Exception as err:
+        name = f"<unprintable {type(key).__name__} key>"
+        notes.append(f"{where + name!r} (a key whose str() raised {_error_text(err)} -> the placeholder {name!r})")
+        return name
+
+
+def _placeholder(value: Any, key: str, notes: list[str], why: str, text: str | None = None) -> str:
+    """Log a placeholder instead of ``value``, and say so in its note."""
+    text = text or f"<unloggable {type(value).__name__}>"
+    notes.append(f"{key!r} ({type(value).__name__} that {why} -> the placeholder {text!r})")
+    return text
+
+
+def _error_text(err: BaseException) -> str:
+    try:
+        return _shorten(f"{type(err).__name__}: {err}")
+    except Exception:  # an exception whose own __str__ raises
+        return type(err).__name__
 
 
 def _clean_array(value: Any, key: str, notes: list[str]) -> Any:
@@ -138,6 +213,8 @@ def warn_conversions(notes: list[str], logger_name: str) -> None:
     """Tell the user, in one warning, which hyperparameters were converted and how to avoid it."""
     if not notes:
         return
+    if all(isinstance(note, _Quiet) for note in notes):
+        return
     shown = "; ".join(notes[:10])
     if len(notes) > 10:  # details for the first ten, but every converted key is named
         shown += "; and " + ", ".join(note.partition(" (")[0] for note in notes[10:])
@@ -154,11 +231,18 @@ def to_yaml(params: Mapping[str, Any]) -> str:
 
 class HparamsYaml:
     """An ``hparams.yaml`` that grows: each update merges into what the file already holds and rewrites it
-    atomically, so a resumed run keeps the hyperparameters of the runs before it."""
+    atomically, so a resumed run keeps the hyperparameters of the runs before it.
+
+    A file that cannot be merged (not YAML, not UTF-8, not a mapping) or a symbolic link in its place is
+    renamed aside, never followed, overwritten or deleted, and the new file is started with a warning
+    naming both.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._values: dict[str, Any] | None = None
+        #: Why the existing file cannot be merged (it is set aside at the first write), or None.
+        self._unusable: tuple[str, str] | None = None
 
     @property
     def values(self) -> dict[str, Any]:
@@ -168,11 +252,29 @@ class HparamsYaml:
 
     def update(self, clean: Mapping[str, Any]) -> None:
         _deep_update(self.values, clean)
+        if self._unusable is not None:
+            self._set_aside(*self._unusable)
         atomic_write_text(self.path, to_yaml(self.values))
 
+    def restore(self) -> None:
+        """Write the file again if it was written once and has since been deleted (with its folder, perhaps)."""
+        if self._values is not None and not os.path.lexists(self.path):
+            atomic_write_text(self.path, to_yaml(self._values))
+            warn(f"{self.path} was deleted while the run was going on; it was written again from memory.")
+
+    def _set_aside(self, label: str, why: str) -> None:
+        self._unusable = None
+        if not os.path.lexists(self.path):
+            return
+        kept = set_aside(self.path, label)
+        warn(f"{self.path} {why}; it was renamed to {kept} (nothing deleted) and a new {self.path} started.")
+
     def _load(self) -> dict[str, Any]:
+        if os.path.islink(self.path):
+            self._unusable = ("link", f"is a symbolic link (to {os.readlink(self.path)}), which is never followed")
+            return {}
         try:
-            with open(self.path, encoding="utf-8") as handle:
+            with open(self.path, encoding="utf-8", opener=open_no_follow) as handle:
                 loader = _PythonTagsAsPlain(handle)
                 try:
                     loaded = loader.get_single_data()
@@ -180,17 +282,21 @@ class HparamsYaml:
                     loader.dispose()
         except FileNotFoundError:
             return {}
-        except yaml.YAMLError as err:
-            raise TracklightError(
-                f"{self.path} exists but is not YAML ({err}); move it away to let tracklight write its own."
-            ) from err
+        except (yaml.YAMLError, UnicodeDecodeError, IsADirectoryError) as err:
+            self._unusable = ("damaged", f"could not be read as YAML ({_yaml_problem(err)})")
+            return {}
         if loader.python_tags:
             warn(
                 f"{self.path} holds Python-specific YAML tags ({', '.join(sorted(loader.python_tags))}), as "
                 "Lightning writes for tuples, Namespaces or objects; they were read as plain lists, dicts and "
                 "strings, and the file is rewritten as safe YAML.",
             )
-        return sanitize(loaded)[0] if isinstance(loaded, Mapping) else {}
+        if loaded is None:  # an empty file
+            return {}
+        if not isinstance(loaded, Mapping):
+            self._unusable = ("damaged", f"holds a {type(loaded).__name__}, not a mapping of names to values")
+            return {}
+        return sanitize(loaded)[0]
 
 
 class _PythonTagsAsPlain(yaml.SafeLoader):
@@ -212,6 +318,14 @@ class _PythonTagsAsPlain(yaml.SafeLoader):
 
 
 _PythonTagsAsPlain.add_multi_constructor("tag:yaml.org,2002:python/", _PythonTagsAsPlain.construct_python_tag)
+
+
+def _yaml_problem(err: Exception) -> str:
+    """What is wrong with a file, in one line: YAML's problem and where, or the decoding error."""
+    problem, mark = getattr(err, "problem", None), getattr(err, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return _shorten(str(err), 120)
 
 
 def _deep_update(target: dict[str, Any], source: Mapping[str, Any]) -> None:

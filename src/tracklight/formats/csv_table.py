@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracklight._errors import warn
+from tracklight._fs import open_no_follow, same_file, set_aside
 from tracklight.formats import flushing as _flushing
 
 _tmp_names = itertools.count()
@@ -34,6 +36,13 @@ class CSVTable:
     An existing file is never deleted: its header and rows are kept and new rows are appended. A write
     that fails keeps the data in memory, warns once and is retried on the next flush.
 
+    What the file may meet, and what the table does (each with a warning naming the paths):
+
+    * it is deleted, or its folder removed, while the run writes it: the table keeps the file open, so
+      at the next write it copies everything the open file holds into a new one at the same path;
+    * it is not UTF-8 text when a run resumes onto it: it is renamed aside and a fresh file started;
+    * it is a symbolic link: the link is never followed; it is renamed aside and a regular file started.
+
     Example:
         >>> import os, tempfile
         >>> table = CSVTable(os.path.join(tempfile.mkdtemp(), "metrics.csv"))
@@ -51,8 +60,9 @@ class CSVTable:
         self._io_lock = _flushing.WriterLock()
         self._fd: int | None = None
         self._unwritten = b""  # the end of an append that failed halfway; it goes out before anything else
-        _warn_if_cut_short(path)
-        self._columns = self._read_header()
+        #: How many times the file was written again after it was deleted or replaced under us.
+        self.restores = 0
+        self._columns = self._adopt_existing()
         self._column_set = set(self._columns)
         self._known = set(self._columns)
         self._last_rewrite = 0.0
@@ -128,7 +138,9 @@ class CSVTable:
             count = len(self._rows)  # read before the keys: every one of these rows has its keys in _known
             if not count:
                 return
-            if len(self._known) == len(self._column_set):
+            if self._fd is not None and not same_file(self._fd, self.path):
+                self._restore(self._take(count))
+            elif len(self._known) == len(self._column_set):
                 self._append_bytes(self._format(self._take(count), self._columns))
             elif rewrite_due:
                 rows = self._take(count)
@@ -153,14 +165,35 @@ class CSVTable:
 
     def _open_fd(self) -> int:
         if self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = self._open_no_link(os.O_RDWR | os.O_APPEND | os.O_CREAT)
             try:
+                if self._columns and not os.fstat(fd).st_size:
+                    self._start_again(fd)
                 _end_with_newline(fd)
             except BaseException:
                 os.close(fd)
                 raise
             self._fd = fd
         return self._fd
+
+    def _open_no_link(self, flags: int) -> int:
+        """Open the file, never through a symbolic link: one put in its place is renamed aside first."""
+        try:
+            return open_no_follow(self.path, flags)
+        except OSError as err:
+            if not os.path.islink(self.path):
+                raise
+            self._set_aside("link", f"was replaced by a symbolic link ({err.strerror})")
+            return open_no_follow(self.path, flags)
+
+    def _start_again(self, fd: int) -> None:
+        """The file vanished while the table held no descriptor of it: what it held is gone; say so and
+        start it again under the current header."""
+        os.write(fd, self._format([dict(zip(self._columns, self._columns, strict=True))], self._columns))
+        warn(
+            f"{self.path} was deleted after the table last wrote it; the rows it held before are lost. "
+            "It was started again with the header and the new rows."
+        )
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -178,45 +211,99 @@ class CSVTable:
         finally:
             self._unwritten = bytes(view)
 
-    def _rewrite(self, columns: list[str], rows: list[Mapping[str, Any]]) -> None:
-        """Copy the existing rows under the new header into a temporary file, add ``rows``, swap it in."""
+    def _rewrite(self, columns: list[str], rows: list[Mapping[str, Any]]) -> int:
+        """Copy the existing rows under the new header into a temporary file, add ``rows``, swap it in.
+
+        The old rows are read through the table's open descriptor when it has one (so they are found even
+        if the file was deleted meanwhile), and the new file stays open for the next appends. Returns how
+        many rows the file holds.
+        """
         started = time.monotonic()
-        self._close_fd()  # the append descriptor would keep pointing at the replaced file
         directory = os.path.dirname(self.path) or "."
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}.{next(_tmp_names)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
-                if os.path.exists(self.path):
-                    os.fchmod(fd, os.stat(self.path).st_mode & 0o777)
+            with os.fdopen(fd, "w", newline="", encoding="utf-8", closefd=False) as out:
+                old = self._old_rows()
+                if old is not None:
+                    os.fchmod(fd, os.fstat(old.fileno()).st_mode & 0o777)
                 writer = csv.writer(out)
                 writer.writerow(columns)
-                if os.path.exists(self.path):
-                    with open(self.path, newline="", encoding="utf-8") as old:
+                total = len(rows)
+                if old is not None:
+                    with old:
                         reader = csv.reader(old)
                         old_columns = next((values for values in reader if values), [])
-                        writer.writerows(
-                            map(dict(zip(old_columns, values, strict=False)).get, columns)
-                            for values in reader
-                            if values
-                        )
+                        for values in reader:
+                            if values:
+                                writer.writerow(map(dict(zip(old_columns, values, strict=False)).get, columns))
+                                total += 1
                 writer.writerows(map(row.get, columns) for row in rows)
                 out.flush()
                 os.fsync(fd)
             os.replace(tmp, self.path)
         except BaseException:
+            os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        self._close_fd()
+        self._fd = fd
         self._columns = columns
         self._column_set = set(columns)
         self._last_rewrite = time.monotonic()
         self._rewrite_seconds = self._last_rewrite - started
+        return total
+
+    def _old_rows(self) -> io.TextIOWrapper | None:
+        """The existing file for reading (through the open descriptor when there is one), or None."""
+        if self._fd is not None:
+            old = open(os.dup(self._fd), newline="", encoding="utf-8", errors="replace")
+            old.seek(0)
+            return old
+        try:
+            return open(self.path, newline="", encoding="utf-8", errors="replace", opener=open_no_follow)
+        except FileNotFoundError:
+            return None
+
+    def _restore(self, rows: list[Mapping[str, Any]]) -> None:
+        """The file was deleted (or its folder removed, or another file put in its place) while the table
+        held it open: write everything the open file holds, and ``rows``, to a new file at its path."""
+        try:
+            replaced = os.path.lexists(self.path)
+            if replaced:
+                self._set_aside("replaced", "was replaced by another file while the run was writing it")
+            total = self._rewrite(sorted(self._known), rows)
+        except BaseException:
+            self._rows.extendleft(reversed(rows))
+            raise
+        self.restores += 1
+        if not replaced:
+            warn(
+                f"{self.path} was deleted (or its folder removed) while the run was writing it. It was written "
+                f"again with every row logged so far ({total} rows), which tracklight still held open."
+            )
+
+    def _set_aside(self, label: str, why: str) -> None:
+        kept = set_aside(self.path, label)
+        warn(f"{self.path} {why}; it was renamed to {kept} (nothing deleted) and tracklight writes its own file.")
+
+    def _adopt_existing(self) -> list[str]:
+        """The header of a file a resumed run finds, after putting aside one that cannot be appended to."""
+        if os.path.islink(self.path):
+            self._set_aside("link", f"is a symbolic link (to {os.readlink(self.path)}), which is never followed")
+            return []
+        problem = _not_utf8(self.path)
+        if problem:
+            self._set_aside("damaged", f"cannot be resumed: {problem}")
+            return []
+        _warn_if_cut_short(self.path)
+        return self._read_header()
 
     def _read_header(self) -> list[str]:
         try:
-            with open(self.path, newline="", encoding="utf-8") as handle:
+            with open(self.path, newline="", encoding="utf-8", opener=open_no_follow) as handle:
                 return next((values for values in csv.reader(handle) if values), [])
         except FileNotFoundError:
             return []
@@ -238,9 +325,29 @@ def _end_with_newline(fd: int) -> None:
         os.write(fd, b"\r\n")
 
 
+def _not_utf8(path: str) -> str | None:
+    """Where the file stops being UTF-8 text (``metrics.csv`` is written as UTF-8), or None."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    try:
+        with open(path, "rb", opener=open_no_follow) as handle:
+            while chunk := handle.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as err:
+                    return f"byte {offset + err.start} ({chunk[err.start : err.start + 1]!r}) is not UTF-8 text"
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        return "it ends inside a UTF-8 character"
+    return None
+
+
 def _warn_if_cut_short(path: str) -> None:
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb", opener=open_no_follow) as handle:
             handle.seek(0, os.SEEK_END)
             if handle.tell() == 0:
                 return

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tracklight._errors import warn
+from tracklight._fs import copy_open_file, open_no_follow, same_file, set_aside
 from tracklight.formats import flushing as _flushing
 
 try:  # the C implementation is ~100x faster than the pure-Python fallback
@@ -168,8 +169,10 @@ class EventFile:
 
     Adding an event takes no lock (``deque.append`` is atomic), so neither a flush on the background
     thread nor a SIGTERM handler that flushes on the training thread can block or interrupt it half-way.
-    The file is created on the first write and reopened in append mode after :meth:`close`, so a
-    logger can go on after ``finalize`` (fit, then test, in one process).
+    The file is created on the first write and kept open until :meth:`close`; it is reopened in append
+    mode after that, so a logger can go on after ``finalize`` (fit, then test, in one process). A file
+    deleted (or whose folder is removed) while it is open is written again, whole, by the background
+    flusher within about a second of the next write: the open descriptor still holds every event.
 
     With ``max_bytes``, a file that has grown past it is left as it is and the next events go to a new
     segment, named after the first file with ``.000001``, ``.000002``... appended (TensorBoard reads
@@ -190,11 +193,15 @@ class EventFile:
         self._first_path: str | None = None
         self._segment = 0
         self._size = 0
+        self._fd: int | None = None
         self._queue: collections.deque[bytes] = collections.deque()
         #: Records taken from the queue whose write failed; they go first at the next flush.
         self._held: list[bytes] = []
         self._lock = _flushing.WriterLock()
         self._failed_once = False
+        #: How many times the file was written again after it was deleted under us.
+        self.restores = 0
+        self._pid = os.getpid()
         _flushing.register(self)
 
     def add_scalars(self, step: int, scalars: Iterable[tuple[str, float]]) -> None:
@@ -204,36 +211,96 @@ class EventFile:
         """Queue one event at ``step`` (the wall time is now) holding an already encoded ``summary`` field."""
         self._queue.append(frame(encode_event(step, time.time(), summary_field)))
 
-    def flush(self, force: bool = False) -> None:
+    def flush(self, force: bool = False, check: bool = True) -> None:
+        """Append the queued events. ``check=False`` (the training thread's ``save()``) leaves noticing a file
+        deleted under us, and copying it back, to the background flusher."""
         with self._lock:
             queue = self._queue
             if queue:
                 popleft = queue.popleft
                 self._held.extend([popleft() for _ in range(len(queue))])
-            if not self._held:
-                return
-            data = b"".join(self._held)
-            path = self.path
-            segment = self._segment
-            if path is not None and self.max_bytes is not None and self._size >= self.max_bytes:
-                path, segment = None, segment + 1
             try:
-                if path is None:
-                    os.makedirs(self.directory, exist_ok=True)
-                    if self._first_path is None:
-                        self._first_path = event_file_name(self.directory)
-                    path = self._first_path if segment == 0 else f"{self._first_path}.{segment:06d}"
-                    data = frame(encode_file_version(time.time())) + data
-                _append(path, data)
+                if check and self._fd is not None and self.path and not same_file(self._fd, self.path):
+                    self._restore(self.path)
+                if not self._held:
+                    return
+                data = b"".join(self._held)
+                _append(self._open(), data)
             except OSError as err:
                 self._report(err)
                 return
-            self._size = (self._size if path == self.path else 0) + len(data)
-            self.path, self._segment = path, segment
+            self._size += len(data)
             self._held.clear()
 
     def close(self) -> None:
         self.flush(force=True)
+        with self._lock:
+            self._close_fd()
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def _open(self) -> int:
+        """The descriptor to append to: the open file, or the file reopened after :meth:`close`, or a new
+        one (the next segment once the file passed ``max_bytes``)."""
+        if self._fd is not None:
+            if self.max_bytes is None or self._size < self.max_bytes:
+                return self._fd
+            self._close_fd()
+            self._segment += 1
+            return self._new_file()
+        if self.path is not None:
+            try:
+                self._fd = open_no_follow(self.path, os.O_RDWR | os.O_APPEND)
+                return self._fd
+            except FileNotFoundError:
+                warn(
+                    f"{self.path} was deleted after it was closed; the events it held are lost. New ones go to a "
+                    "new file beside it."
+                )
+                self._segment += 1
+        return self._new_file()
+
+    def _new_file(self) -> int:
+        """Create the first file (or the next segment), starting with its file-version record."""
+        os.makedirs(self.directory, exist_ok=True)
+        if self._first_path is None:
+            path, fd = _create(event_file_name(self.directory))
+            self._first_path = path
+        else:
+            path, fd = _create(f"{self._first_path}.{self._segment:06d}")
+        header = frame(encode_file_version(time.time()))
+        try:
+            _append(fd, header)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.path, self._fd, self._size = path, fd, len(header)
+        return fd
+
+    def _restore(self, path: str) -> None:
+        """The open file was deleted, its folder removed or another file put at its path: write what the
+        open file holds to a new file at the path (the other file is renamed aside, never deleted)."""
+        assert self._fd is not None
+        replaced = os.path.lexists(path)
+        if replaced:
+            kept = set_aside(path, "replaced")
+        fd = copy_open_file(self._fd, path)
+        os.close(self._fd)
+        self._fd = fd
+        self.restores += 1
+        what = f"replaced by another file (renamed to {kept})" if replaced else "deleted (or its folder removed)"
+        warn(
+            f"TensorBoard event file {path} was {what} while the run was writing it. It was written again with "
+            "every event so far, which tracklight still held open."
+        )
 
     def _report(self, err: OSError) -> None:
         if not self._failed_once:
@@ -244,19 +311,27 @@ class EventFile:
             )
 
 
-def _append(path: str, data: bytes) -> None:
+def _create(name: str) -> tuple[str, int]:
+    """A new file named ``name``, or ``name.1``, ``name.2``... when another writer of this process (a
+    pickled copy of the logger) made one by that name in the same second."""
+    number = 0
+    while True:
+        path = name if number == 0 else f"{name}.{number}"
+        try:
+            return path, open_no_follow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            number += 1
+
+
+def _append(fd: int, data: bytes) -> None:
     """Append ``data`` whole or not at all: TensorBoard stops reading a file at a torn record, so what a
     failed write (a full disk) left is cut off again before the records are retried."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    start = os.lseek(fd, 0, os.SEEK_END)
+    view = memoryview(data)
     try:
-        start = os.lseek(fd, 0, os.SEEK_END)
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(fd, view) :]
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, start)
-            raise
-    finally:
-        os.close(fd)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise

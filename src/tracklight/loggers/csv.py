@@ -67,6 +67,8 @@ class CSVExperiment:
             self.table.flush(force=True)
         else:
             self.table.write_ready()
+        if self.table.restores:  # the folder was removed under us: hparams.yaml went with it
+            self.hparams_file.restore()
 
     def close(self) -> None:
         self.table.close()

@@ -198,6 +198,8 @@ class TensorBoardLogger(VersionedDirLogger):
     def finalize(self, status: str) -> None:
         for events in self._events.values():
             events.close()
+        if self._hparams_file is not None and any(events.restores for events in self._events.values()):
+            self._hparams_file.restore()  # the folder was removed under us: hparams.yaml went with it
         if self._experiment is not None:
             self._experiment.flush()
             self._experiment.close()
