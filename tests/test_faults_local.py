@@ -277,3 +277,72 @@ def test_hparams_yaml_that_is_a_link_is_not_followed(tmp_path: Path, outside: Pa
     assert outside.read_text() == "secret: 1\n"
     assert yaml.safe_load((run / "hparams.yaml").read_text()) == {"lr": 0.1}  # nothing read through the link
     assert (run / "hparams.link.yaml").is_symlink()
+
+
+def test_media_index_that_is_a_link_is_not_followed(tmp_path: Path, outside: Path) -> None:
+    logger = CSVLogger(tmp_path / "logs")
+    index = Path(logger.log_dir, "media", "index.jsonl")
+    index.parent.mkdir(parents=True)
+    index.symlink_to(outside)
+    with pytest.warns(TracklightWarning) as caught:
+        logger.log_text("note", "hello", step=0)
+    assert any("index.jsonl was a symbolic link" in message for message in messages(caught))
+    assert outside.read_text() == "loss,step\n0.5,0\n"
+    assert '"key": "note"' in index.read_text() and not index.is_symlink()
+
+
+# ---- paths that would leave save_dir ---------------------------------------------------------------------------
+
+
+def _files_under(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*")}
+
+
+_ESCAPES = [
+    ("name", "../escaped"),
+    ("name", "/tmp/tracklight-escaped-name"),
+    ("version", "../../escaped"),
+    ("version", "run/../../../escaped"),
+    ("sub_dir", "../escaped"),
+    ("sub_dir", "/tmp/tracklight-escaped-sub-dir"),
+]
+
+
+@pytest.mark.parametrize(
+    ("logger_class", "argument", "value"),
+    [
+        (logger_class, argument, value)
+        for logger_class in (CSVLogger, TensorBoardLogger)
+        for argument, value in _ESCAPES
+        if argument != "sub_dir" or logger_class is TensorBoardLogger  # CSVLogger has no sub_dir
+    ],
+)
+def test_name_version_or_sub_dir_leaving_save_dir_is_refused(
+    tmp_path: Path, logger_class: type, argument: str, value: str
+) -> None:
+    from tracklight import TracklightError, UnsafePathError
+
+    save_dir = tmp_path / "inner" / "save"
+    with pytest.raises(UnsafePathError, match=rf"^{argument}=.*outside save_dir") as raised:
+        logger_class(save_dir, **{argument: value})
+    assert isinstance(raised.value, TracklightError) and isinstance(raised.value, ValueError)
+    assert _files_under(tmp_path) == set()
+
+
+def test_a_dict_metric_entry_that_leaves_the_run_is_refused(tmp_path: Path) -> None:
+    from tracklight import InvalidMetricError
+
+    save_dir = tmp_path / "inner" / "save"
+    logger = TensorBoardLogger(save_dir)
+    with pytest.raises(InvalidMetricError, match=r"'loss' has the entry '\.\./\.\./\.\./\.\./escaped'"):
+        logger.log_metrics({"loss": {"train": 0.5, "../../../../escaped": 0.7}}, step=0)
+    logger.log_metrics({"loss": {"train": 0.25, "val/x": 0.5}}, step=1)  # a nested folder in the run is fine
+    logger.finalize("success")
+    assert all(path.startswith("inner") for path in _files_under(tmp_path))
+
+
+def test_a_media_key_of_dots_stays_in_its_folder(tmp_path: Path) -> None:
+    logger = CSVLogger(tmp_path)
+    with pytest.warns(TracklightWarning, match="keeps them as files"):
+        logger.log_text("..", "hello", step=0)
+    assert os.listdir(Path(logger.log_dir, "media", "text")) == ["_"]

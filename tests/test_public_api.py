@@ -22,6 +22,7 @@ TRACKLIGHT_ALL = [
     "TensorBoardLogger",
     "TracklightError",
     "TracklightWarning",
+    "UnsafePathError",
     "__version__",
     "loggers",
     "media",

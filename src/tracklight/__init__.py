@@ -30,6 +30,7 @@ __all__ = [
     "TensorBoardLogger",
     "TracklightError",
     "TracklightWarning",
+    "UnsafePathError",
     "WandbLogger",
     "__version__",
     "loggers",
@@ -53,12 +54,19 @@ _LAZY = {
     "TracklightWarning": "tracklight._errors",
     "InvalidMetricError": "tracklight._errors",
     "MissingDependencyError": "tracklight._errors",
+    "UnsafePathError": "tracklight._errors",
 }
 _SUBMODULES = ("loggers", "media", "params", "lightning", "reducer")
 
 if TYPE_CHECKING:
     from tracklight import lightning, loggers, media, params, reducer  # noqa: F401
-    from tracklight._errors import InvalidMetricError, MissingDependencyError, TracklightError, TracklightWarning
+    from tracklight._errors import (
+        InvalidMetricError,
+        MissingDependencyError,
+        TracklightError,
+        TracklightWarning,
+        UnsafePathError,
+    )
     from tracklight.loggers import (
         CometLogger,
         CSVLogger,

@@ -19,6 +19,10 @@ class InvalidMetricError(TracklightError, ValueError):
     """A logged metric value is not a number; the message names the key."""
 
 
+class UnsafePathError(TracklightError, ValueError):
+    """A logger argument or metric key would put files outside the logger's ``save_dir``; the message names it."""
+
+
 def warn(message: str, category: type[Warning] = TracklightWarning) -> None:
     """Warn, attributing the warning to the first caller outside tracklight (the user's line), however deep
     in tracklight (decorators, a LoggerCollection, a backend) the warning is raised."""

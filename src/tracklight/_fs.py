@@ -57,6 +57,11 @@ def copy_open_file(fd: int, path: str) -> int:
     return new
 
 
+def leaves_its_folder(path: str) -> bool:
+    """Whether ``path``, joined under a folder, could name something outside it: absolute, or with a ``..`` part."""
+    return os.path.isabs(path) or ".." in re.split(r"[\\/]", path)
+
+
 def existing_versions(root: str | os.PathLike[str]) -> list[int]:
     """The N of every ``version_N`` directory directly under ``root`` (empty if ``root`` is missing)."""
     try:

@@ -7,7 +7,10 @@ import os
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, TextIO
+
+from tracklight._errors import warn
+from tracklight._fs import open_no_follow, set_aside
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -25,7 +28,7 @@ class MediaFiles:
 
     def keep(self, kind: str, key: str, step: int | None, files: list[tuple[str, bytes]], **meta: Any) -> list[str]:
         """Store ``files`` (pairs of extension and content) and index them; returns the relative paths written."""
-        folder = os.path.join(self.root, kind, _UNSAFE.sub("_", key).strip("_") or "_")
+        folder = os.path.join(self.root, kind, _folder_name(key))
         stem = "none" if step is None else str(step)
         written = []
         with self._lock:
@@ -36,15 +39,32 @@ class MediaFiles:
                     handle.write(content)
                 written.append(os.path.relpath(path, os.path.dirname(self.root)))
             record = {"time": time.time(), "kind": kind, "key": key, "step": step, "files": written, **meta}
-            with open(self.index_path, "a", encoding="utf-8") as index:
+            with self._open_index() as index:
                 index.write(json.dumps(record, default=str) + "\n")
         return written
+
+    def _open_index(self) -> TextIO:
+        """The index, opened to append, never through a symbolic link: one in its place is renamed aside."""
+        try:
+            return open(self.index_path, "a", encoding="utf-8", opener=open_no_follow)
+        except OSError:
+            if not os.path.islink(self.index_path):
+                raise
+        kept = set_aside(self.index_path, "link")
+        warn(f"{self.index_path} was a symbolic link, which is never followed; it was renamed to {kept}.")
+        return open(self.index_path, "a", encoding="utf-8", opener=open_no_follow)
+
+
+def _folder_name(key: str) -> str:
+    """``key`` as one folder name: path separators and other unsafe characters replaced, never ``.`` or ``..``."""
+    name = _UNSAFE.sub("_", key).strip("_")
+    return "_" if name in ("", ".", "..") else name
 
 
 def _free_path(folder: str, stem: str, extension: str) -> str:
     number = 0
     while True:
         path = os.path.join(folder, f"{stem}_{number}.{extension}")
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             return path
         number += 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from tracklight._fs import claim_next_version, next_version
+from tracklight._errors import UnsafePathError
+from tracklight._fs import claim_next_version, leaves_its_folder, next_version
 from tracklight._rank import global_rank
 from tracklight.loggers.logger import Logger
 from tracklight.remote._store import check_protocol, is_url, join, local_path
@@ -34,9 +35,11 @@ class VersionedDirLogger(Logger):
         sub_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self._save_dir = local_path(os.fspath(save_dir))
-        self._name = name or ""
+        self._name = _inside_save_dir("name", name or "", self._save_dir)
         self._version = version
-        self._sub_dir = None if sub_dir is None else os.fspath(sub_dir)
+        if isinstance(version, str):
+            _inside_save_dir("version", version, self._save_dir)
+        self._sub_dir = None if sub_dir is None else _inside_save_dir("sub_dir", os.fspath(sub_dir), self._save_dir)
         self._remote = is_url(self._save_dir)
         self._remote_run: RemoteRun | None = None
         if self._remote:
@@ -118,3 +121,14 @@ class VersionedDirLogger(Logger):
 
     def _state_for_pickle(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _inside_save_dir(argument: str, value: str, save_dir: str) -> str:
+    """``value`` (a part of ``log_dir`` under ``save_dir``), or an error if it would lead out of ``save_dir``."""
+    if leaves_its_folder(os.path.expandvars(value)):
+        raise UnsafePathError(
+            f"{argument}={value!r} would put the run's files outside save_dir ({save_dir!r}): it is an absolute "
+            f"path or goes up with '..'. Fix: pass a {argument} relative to save_dir without '..', or choose "
+            f"save_dir so that {argument} is below it."
+        )
+    return value

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklight import media
+from tracklight._errors import InvalidMetricError
+from tracklight._fs import leaves_its_folder
 from tracklight._imports import is_instance_by_name, require
 from tracklight._metrics import are_plain, to_number
 from tracklight._rank import rank_zero_only
@@ -297,7 +299,7 @@ class TensorBoardLogger(VersionedDirLogger):
             tag = self._tag(key)
             for sub_key, sub_value in value.items():
                 number = to_number(f"{key}/{sub_key}", sub_value)
-                self._event_file(f"{tag.replace('/', '_')}_{sub_key}").add_scalars(step, [(tag, number)])
+                self._event_file(_sub_run(tag, key, sub_key)).add_scalars(step, [(tag, number)])
         return rest
 
     def _save_hparams_once(self) -> None:
@@ -324,6 +326,17 @@ def _remote_segment_bytes() -> int:
     from tracklight.remote._mirror import SEGMENT_BYTES
 
     return SEGMENT_BYTES
+
+
+def _sub_run(tag: str, key: str, sub_key: Any) -> str:
+    """The folder under ``log_dir`` of one entry of a dict metric, as ``add_scalars`` names it: ``<tag>_<entry>``."""
+    run = f"{tag.replace('/', '_')}_{sub_key}"
+    if leaves_its_folder(run):
+        raise InvalidMetricError(
+            f"Metric {key!r} has the entry {sub_key!r}, which TensorBoard would write to a folder outside the "
+            f"run ({run!r}). Fix: use entry names without '..' path parts."
+        )
+    return run
 
 
 def _hparam_value(value: Any) -> int | float | str | bool:
