@@ -1,17 +1,14 @@
 """The logger contract, run over every logger with no per-class branches.
 
-Every backend appends one :class:`Backend` to ``BACKENDS``: how to make a fresh logger under a
-directory, and how to read back, after ``finalize``, the metrics and hyperparameters it recorded (with
+Every backend appends one :class:`Backend` to ``BACKENDS`` (in ``_backends.py``): how to make a fresh logger
+under a directory, and how to read back, after ``finalize``, the metrics and hyperparameters it recorded (with
 the backend's own reader where it has one). Every test below then runs against it unchanged.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import os
 import pickle
-import sys
 import weakref
 from argparse import Namespace
 from collections.abc import Callable, Iterator
@@ -23,143 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from PIL import Image as PILImage
 
-from _comet_neptune_readers import refuse_network
-from _contract_readers import (
-    NEPTUNE_PREFIX,
-    comet_hparams,
-    comet_metrics,
-    mlflow_hparams,
-    mlflow_metrics,
-    mlflow_store,
-    neptune_hparams,
-    neptune_metrics,
-    wandb_hparams,
-    wandb_metrics,
-)
-from _wandb_reader import offline_env
-from tracklight import InvalidMetricError, params
-from tracklight.loggers import (
-    CometLogger,
-    CSVLogger,
-    DummyExperiment,
-    Logger,
-    LoggerCollection,
-    MLFlowLogger,
-    NeptuneLogger,
-    TensorBoardLogger,
-    WandbLogger,
-)
-
-#: ``{metric key: {step: value}}``
-Metrics = dict[str, dict[int, float]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Backend:
-    id: str
-    #: A fresh logger that writes under the given directory (which may not exist yet).
-    make: Callable[[Path], Any]
-    #: What the finalized logger recorded, read back from where it wrote it.
-    read_metrics: Callable[[Any], Metrics]
-    #: The recorded hyperparameters, flattened with "/" (``{"optimizer/lr": 0.1}``).
-    read_hparams: Callable[[Any], dict[str, Any]]
-
-
-def _read_csv_metrics(logger: CSVLogger) -> Metrics:
-    metrics: Metrics = {}
-    with open(os.path.join(logger.log_dir, "metrics.csv"), newline="") as handle:
-        for row in csv.DictReader(handle):
-            step = int(row.pop("step"))
-            for key, value in row.items():
-                if value != "":
-                    metrics.setdefault(key, {})[step] = float(value)
-    return metrics
-
-
-def _read_tensorboard_metrics(logger: TensorBoardLogger) -> Metrics:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0})
-    accumulator.Reload()
-    return {
-        tag: {event.step: event.value for event in accumulator.Scalars(tag)} for tag in accumulator.Tags()["scalars"]
-    }
-
-
-def _read_hparams_yaml(logger: Any) -> dict[str, Any]:
-    with open(os.path.join(logger.log_dir, "hparams.yaml")) as handle:
-        return params.flatten(yaml.safe_load(handle) or {})
-
-
-def _read_collection_metrics(collection: LoggerCollection) -> Metrics:
-    from_csv = _read_csv_metrics(collection[CSVLogger])
-    from_tensorboard = _read_tensorboard_metrics(collection[TensorBoardLogger])
-    for key, values in from_csv.items():  # both members got every value
-        assert from_tensorboard[key] == pytest.approx(values, rel=1e-6), key
-    return from_csv
-
-
-def _read_collection_hparams(collection: LoggerCollection) -> dict[str, Any]:
-    from_csv = _read_hparams_yaml(collection[CSVLogger])
-    assert _read_hparams_yaml(collection[TensorBoardLogger]) == from_csv
-    return from_csv
-
-
-#: Comet without its system-metrics thread (joining it costs a second per experiment), code or environment capture.
-COMET_QUIET: dict[str, Any] = {
-    "display_summary_level": 0,
-    "auto_output_logging": False,
-    "log_code": False,
-    "log_git_metadata": False,
-    "log_git_patch": False,
-    "log_env_details": False,
-    "log_env_host": False,
-    "log_env_cpu": False,
-    "log_env_gpu": False,
-    "log_env_network": False,
-    "log_env_disk": False,
-}
-#: Neptune without capture threads or a copy of the test's source files.
-NEPTUNE_QUIET: dict[str, Any] = {
-    "capture_stdout": False,
-    "capture_stderr": False,
-    "capture_hardware_metrics": False,
-    "capture_traceback": False,
-    "source_files": [],
-}
-
-BACKENDS: list[Backend] = [
-    Backend("csv", lambda root: CSVLogger(root), _read_csv_metrics, _read_hparams_yaml),
-    Backend("tensorboard", lambda root: TensorBoardLogger(root), _read_tensorboard_metrics, _read_hparams_yaml),
-    Backend(
-        "collection",
-        lambda root: LoggerCollection([CSVLogger(root / "csv"), TensorBoardLogger(root / "tb")]),
-        _read_collection_metrics,
-        _read_collection_hparams,
-    ),
-    Backend("wandb", lambda root: WandbLogger(save_dir=root, offline=True), wandb_metrics, wandb_hparams),
-    # The store is a file beside `root` (nothing may exist under `root` before the logger writes), copied
-    # from an empty one: MLflow takes seconds to create each new store.
-    Backend(
-        "mlflow",
-        lambda root: MLFlowLogger(tracking_uri=mlflow_store(root.parent), save_dir=str(root)),
-        mlflow_metrics,
-        mlflow_hparams,
-    ),
-    Backend(
-        "comet", lambda root: CometLogger(save_dir=str(root), online=False, **COMET_QUIET), comet_metrics, comet_hparams
-    ),
-    # Neptune has no directory argument: the `isolated` fixture points NEPTUNE_DATA_DIRECTORY at root/.neptune.
-    Backend(
-        "neptune",
-        lambda root: NeptuneLogger(mode="offline", prefix=NEPTUNE_PREFIX, **NEPTUNE_QUIET),
-        neptune_metrics,
-        neptune_hparams,
-    ),
-]
+from _backends import BACKENDS, Backend, Metrics, isolated_backends, teardown_wandb
+from tracklight import InvalidMetricError
+from tracklight.loggers import DummyExperiment, Logger
 
 
 @pytest.fixture(params=BACKENDS, ids=[backend.id for backend in BACKENDS])
@@ -175,46 +40,14 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Path) -> Iterator[None]:
     """Every backend offline, its files under ``tmp_path``, no network (an attempt fails the test), no leftovers."""
-    monkeypatch.chdir(tmp_path)  # SDK defaults relative to the working directory land here
-    offline_env(monkeypatch, tmp_path)  # W&B
-    for name in (
-        "COMET_API_KEY",
-        "COMET_START_ONLINE",
-        "COMET_OFFLINE_DIRECTORY",
-        "COMET_EXPERIMENT_KEY",
-        "COMET_PROJECT_NAME",
-        "COMET_WORKSPACE",
-        "COMET_START_MODE",
-        "MLFLOW_TRACKING_URI",
-        "MLFLOW_EXPERIMENT_NAME",
-        "MLFLOW_EXPERIMENT_ID",
-        "MLFLOW_RUN_ID",
-        "NEPTUNE_API_TOKEN",
-        "NEPTUNE_PROJECT",
-        "NEPTUNE_CUSTOM_RUN_ID",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NEPTUNE_MODE", "offline")
-    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(root / ".neptune"))
-    attempts = refuse_network(monkeypatch)
-    yield
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:  # a test that failed half-way must not leak its run
-        wandb.run.finish()
-    comet_ml = sys.modules.get("comet_ml")
-    running = comet_ml.get_running_experiment() if comet_ml is not None else None
-    if running is not None and not running.ended:
-        running.end()
-    assert attempts == [], "the loggers must work offline without trying the network"
+    yield from isolated_backends(monkeypatch, tmp_path, root)
 
 
 @pytest.fixture(autouse=True, scope="module")
 def wandb_service() -> Iterator[None]:
     """W&B's service is started once for the module (it is slow to start) and shut down afterwards."""
     yield
-    wandb = sys.modules.get("wandb")
-    if wandb is not None:
-        wandb.teardown()
+    teardown_wandb()
 
 
 def _same_metrics(got: Metrics, expected: Metrics) -> None:

@@ -224,9 +224,34 @@ def warn_conversions(notes: list[str], logger_name: str) -> None:
     )
 
 
+def nan_as_text(value: Any) -> Any:
+    """Sanitized hyperparameters with every NaN as the text ``"nan"``, for backends whose JSON turns NaN into
+    null (W&B's config, Comet's nested parameters), which would store a wrong value without a word."""
+    if isinstance(value, dict):
+        return {key: nan_as_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [nan_as_text(item) for item in value]
+    return "nan" if isinstance(value, float) and value != value else value
+
+
+#: Characters YAML reads as line breaks inside a scalar (PyYAML writes them raw when unicode is allowed).
+_YAML_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
 def to_yaml(params: Mapping[str, Any]) -> str:
     """Safe YAML (never ``!!python/object``) for already-sanitized hyperparameters."""
-    return yaml.safe_dump(dict(params), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    readable = not _any_text(params, lambda text: any(char in text for char in _YAML_BREAKS))
+    return yaml.safe_dump(dict(params), sort_keys=False, allow_unicode=readable, default_flow_style=False)
+
+
+def _any_text(value: Any, test: Any) -> bool:
+    if isinstance(value, str):
+        return bool(test(value))
+    if isinstance(value, Mapping):
+        return any(_any_text(key, test) or _any_text(item, test) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_any_text(item, test) for item in value)
+    return False
 
 
 class HparamsYaml:

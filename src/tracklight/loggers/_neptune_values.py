@@ -12,16 +12,23 @@ from typing import Any
 
 #: Neptune cuts string-series entries at this many characters.
 MAX_TEXT = 1000
+#: Neptune's integer atoms are 32-bit: it skips (with a log line only) any int beyond them.
+_INT32 = range(-(2**31), 2**31)
 
 
 def hyperparams(clean: Mapping[str, Any]) -> dict[str, Any]:
     """Sanitized hyperparameters as Neptune atoms: numbers, strings and booleans stay, the rest (lists, ``None``,
-    non-finite floats) become their ``str`` so Neptune stores them instead of warning and dropping them."""
+    non-finite floats, ints beyond 32 bits) become their ``str`` so Neptune stores them instead of warning and
+    dropping them."""
     converted: dict[str, Any] = {}
     for key, value in clean.items():
         if isinstance(value, Mapping):
             converted[str(key)] = hyperparams(value)
-        elif isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value)):
+        elif (
+            isinstance(value, (bool, str))
+            or (isinstance(value, int) and value in _INT32)
+            or (isinstance(value, float) and math.isfinite(value))
+        ):
             converted[str(key)] = value
         else:
             converted[str(key)] = str(value)

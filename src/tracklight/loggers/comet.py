@@ -18,7 +18,7 @@ from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _comet_config as comet_config
 from tracklight.loggers.logger import Logger, rank_zero_experiment
-from tracklight.params import flatten, sanitize, warn_conversions
+from tracklight.params import flatten, nan_as_text, sanitize, warn_conversions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -187,7 +187,7 @@ class CometLogger(Logger):
         """Log hyperparameters as Comet parameters (nested dicts shown as ``outer|inner``)."""
         clean, notes = sanitize(params)
         warn_conversions(notes, type(self).__name__)
-        self.experiment.log_parameters(clean, nested_support=True)
+        self.experiment.log_parameters(nan_as_text(clean), nested_support=True)
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:

@@ -20,7 +20,7 @@ from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _wandb_media as wandb_media
 from tracklight.loggers.logger import Logger, rank_zero_experiment
-from tracklight.params import sanitize, warn_conversions
+from tracklight.params import nan_as_text, sanitize, warn_conversions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -245,7 +245,7 @@ class WandbLogger(Logger):
         """Add hyperparameters to the run's config (nested dicts stay nested); values may change later."""
         clean, notes = sanitize(params)
         warn_conversions(notes, type(self).__name__)
-        self.experiment.config.update(clean, allow_val_change=True)
+        self.experiment.config.update(nan_as_text(clean), allow_val_change=True)
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
