@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from _backends import BACKENDS, Backend, isolated_backends, read_csv_metrics, read_tensorboard_metrics, teardown_wandb
@@ -187,6 +187,10 @@ def test_metrics_are_stored_as_they_are_or_refused_naming_the_key(backend: Backe
 
     @FUZZ
     @given(metric_dicts())
+    @example({"loss": (np.complex64(1 + 2j), INVALID)})
+    @example({"loss": (0.5, 0.5), "acc": (10**400, INVALID)})
+    @example({"loss": (torch.zeros((), device="meta"), INVALID)})
+    @example({"loss": (float("nan"), float("nan")), "acc": (float("inf"), float("inf")), "lr": (-0.0, -0.0)})
     def log(drawn: dict[str, tuple[Any, Any]]) -> None:
         step = next(steps)
         metrics = {key: value for key, (value, _) in drawn.items()}
@@ -296,6 +300,11 @@ def test_hyperparameter_trees_are_stored_as_sanitized(backend: Backend, root: Pa
 
     @FUZZ
     @given(hyperparameter_trees())
+    # Found by this test once; kept: NaN inside lists and dicts (W&B and Comet JSON made it null), an int beyond
+    # 32 bits (Neptune dropped it), U+0085 in text (YAML read it back as a space).
+    @example({"nan": float("nan"), "nested": [{"nan": float("nan")}, [float("nan")]]})
+    @example({"big": 2**40, "small": -(2**40), "in": {"big": 2**62}})
+    @example({"text": "next\x85line", "para": "a\u2028b\u2029c"})
     def log(tree: dict[str, Any]) -> None:
         given = {f"h{next(names)}": tree}
         logger.log_hyperparams(given)
