@@ -102,6 +102,20 @@ def test_version_folder_removed_mid_run_is_made_again_with_every_row(
     assert yaml.safe_load(Path(logger.log_dir, "hparams.yaml").read_text())["lr"] == 0.05
 
 
+def test_a_run_folder_deleted_when_nothing_more_is_logged_stays_deleted(tmp_path: Path) -> None:
+    """Deleting an old run from a shell while its logger is still alive (a notebook) is what the user meant:
+    only a logger that writes again brings its file back."""
+    from tracklight.formats import flushing
+
+    logger = CSVLogger(tmp_path)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.finalize("success")  # written and checked
+    shutil.rmtree(logger.log_dir)
+    logger.finalize("success")
+    flushing.flush_all()  # what exit does
+    assert not os.path.exists(logger.log_dir)
+
+
 def _scalar_steps(log_dir: str, tag: str) -> list[int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 from tracklight.remote._store import is_url
@@ -31,6 +32,42 @@ def same_file(fd: int, path: str) -> bool:
         return False
     here = os.fstat(fd)
     return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
+
+
+class DeletionWatch:
+    """Tells a writer, cheaply, that the file it holds open was deleted or replaced: :func:`same_file` costs two
+    system calls, so it runs at most every ``interval`` seconds, and only after a write (a run left idle in a
+    notebook must not bring back a folder its user deleted on purpose).
+
+    Example:
+        >>> import tempfile
+        >>> handle = tempfile.NamedTemporaryFile()
+        >>> watch = DeletionWatch()
+        >>> watch.wrote()
+        >>> watch.lost(handle.fileno(), handle.name, force=True)
+        False
+    """
+
+    __slots__ = ("_dirty", "_due", "interval")
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self._due = 0.0
+        self._dirty = False
+
+    def wrote(self) -> None:
+        """Note a write: the next due check looks again."""
+        self._dirty = True
+
+    def lost(self, fd: int, path: str, force: bool = False) -> bool:
+        """Whether ``path`` no longer names the file open as ``fd``; checked when due (or ``force``) after a write."""
+        if not self._dirty:
+            return False
+        now = time.monotonic()
+        if not force and now < self._due:
+            return False
+        self._due, self._dirty = now + self.interval, False
+        return not same_file(fd, path)
 
 
 def copy_open_file(fd: int, path: str) -> int:

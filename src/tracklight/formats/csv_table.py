@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracklight._errors import warn
-from tracklight._fs import open_no_follow, same_file, set_aside
+from tracklight._fs import DeletionWatch, open_no_follow, set_aside
 from tracklight.formats import flushing as _flushing
 
 _tmp_names = itertools.count()
@@ -62,6 +62,7 @@ class CSVTable:
         self._unwritten = b""  # the end of an append that failed halfway; it goes out before anything else
         #: How many times the file was written again after it was deleted or replaced under us.
         self.restores = 0
+        self._watch = DeletionWatch()
         self._columns = self._adopt_existing()
         self._column_set = set(self._columns)
         self._known = set(self._columns)
@@ -92,15 +93,16 @@ class CSVTable:
         if not self._rows or not self._io_lock.acquire(blocking=False):
             return
         try:
-            # Creating the file (no header yet) costs nothing; rewriting one with rows waits for the flusher.
-            self._write(rewrite_due=not self._columns)
+            # Creating the file (no header yet) costs nothing; rewriting one with rows waits for the flusher,
+            # and so does writing again a file deleted under us.
+            self._write(rewrite_due=not self._columns, check=False)
         finally:
             self._io_lock.release()
 
     def flush(self, force: bool = False) -> None:
         """Write the queued rows; a needed header rewrite waits for ``rewrite_interval`` unless ``force``."""
         with self._io_lock:
-            self._write(rewrite_due=force or self._rewrite_due())
+            self._write(rewrite_due=force or self._rewrite_due(), force=force)
 
     def close(self) -> None:
         """Write everything (rewriting the header if needed), release the file and stop background flushing."""
@@ -131,15 +133,15 @@ class CSVTable:
         wait = max(self.rewrite_interval, self._rewrite_seconds / _MAX_REWRITE_SHARE)
         return time.monotonic() - self._last_rewrite >= wait
 
-    def _write(self, rewrite_due: bool) -> None:
+    def _write(self, rewrite_due: bool, force: bool = False, check: bool = True) -> None:
         try:
             if self._unwritten:
                 self._append_bytes(b"")
             count = len(self._rows)  # read before the keys: every one of these rows has its keys in _known
-            if not count:
-                return
-            if self._fd is not None and not same_file(self._fd, self.path):
+            if check and self._fd is not None and self._watch.lost(self._fd, self.path, force):
                 self._restore(self._take(count))
+            elif not count:
+                return
             elif len(self._known) == len(self._column_set):
                 self._append_bytes(self._format(self._take(count), self._columns))
             elif rewrite_due:
@@ -149,6 +151,10 @@ class CSVTable:
                 except BaseException:
                     self._rows.extendleft(reversed(rows))
                     raise
+            else:
+                return
+            if not force:  # a forced flush (finalize, exit) checked first and leaves the file as it should be
+                self._watch.wrote()
         except OSError as err:
             self._report(err)
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tracklight._errors import warn
-from tracklight._fs import copy_open_file, open_no_follow, same_file, set_aside
+from tracklight._fs import DeletionWatch, copy_open_file, open_no_follow, set_aside
 from tracklight.formats import flushing as _flushing
 
 try:  # the C implementation is ~100x faster than the pure-Python fallback
@@ -201,6 +201,7 @@ class EventFile:
         self._failed_once = False
         #: How many times the file was written again after it was deleted under us.
         self.restores = 0
+        self._watch = DeletionWatch()
         self._pid = os.getpid()
         _flushing.register(self)
 
@@ -220,7 +221,7 @@ class EventFile:
                 popleft = queue.popleft
                 self._held.extend([popleft() for _ in range(len(queue))])
             try:
-                if check and self._fd is not None and self.path and not same_file(self._fd, self.path):
+                if check and self._fd is not None and self.path and self._watch.lost(self._fd, self.path, force):
                     self._restore(self.path)
                 if not self._held:
                     return
@@ -231,6 +232,8 @@ class EventFile:
                 return
             self._size += len(data)
             self._held.clear()
+            if not force:  # a forced flush (close, exit) checked first and leaves the file as it should be
+                self._watch.wrote()
 
     def close(self) -> None:
         self.flush(force=True)

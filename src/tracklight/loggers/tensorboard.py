@@ -188,7 +188,7 @@ class TensorBoardLogger(VersionedDirLogger):
     @rank_zero_only
     def save(self) -> None:
         for events in self._events.values():
-            events.flush()
+            events.flush(check=False)
         if self._experiment is not None and time.monotonic() - self._last_writer_flush >= 1.0:
             self._experiment.flush()
             if self._remote:
