@@ -116,6 +116,17 @@ def test_a_run_folder_deleted_when_nothing_more_is_logged_stays_deleted(tmp_path
     assert not os.path.exists(logger.log_dir)
 
 
+def test_metrics_csv_deleted_after_its_table_closed_starts_again_with_its_header(tmp_path: Path) -> None:
+    logger = CSVLogger(tmp_path)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.experiment.close()  # the descriptor that held the rows is gone
+    os.remove(logger.experiment.metrics_file_path)
+    with pytest.warns(TracklightWarning, match="the rows it held before are lost"):
+        logger.log_metrics({"loss": 0.5}, step=1)
+        logger.finalize("success")
+    assert read_csv(logger.experiment.metrics_file_path) == [{"loss": "0.5", "step": "1"}]
+
+
 def _scalar_steps(log_dir: str, tag: str) -> list[int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

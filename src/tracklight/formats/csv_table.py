@@ -39,7 +39,8 @@ class CSVTable:
     What the file may meet, and what the table does (each with a warning naming the paths):
 
     * it is deleted, or its folder removed, while the run writes it: the table keeps the file open, so
-      at the next write it copies everything the open file holds into a new one at the same path;
+      within about a second of the next write the background flusher copies everything the open file
+      holds into a new one at the same path;
     * it is not UTF-8 text when a run resumes onto it: it is renamed aside and a fresh file started;
     * it is a symbolic link: the link is never followed; it is renamed aside and a regular file started.
 
