@@ -153,6 +153,35 @@ BACKENDS: list[Backend] = [
 ]
 
 
+# ---- fixtures ------------------------------------------------------------------------------------------
+
+
+def backend_fixtures() -> tuple[Any, Any, Any, Any]:
+    """The fixtures of a test module that runs over every backend, offline:
+    ``backend, root, isolated, wandb_service = backend_fixtures()`` at its top level."""
+
+    @pytest.fixture(params=BACKENDS, ids=[backend.id for backend in BACKENDS])
+    def backend(request: pytest.FixtureRequest) -> Backend:
+        return request.param
+
+    @pytest.fixture
+    def root(tmp_path: Path) -> Path:
+        return tmp_path / "logs"
+
+    @pytest.fixture(autouse=True)
+    def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Path) -> Iterator[None]:
+        """Every backend offline, its files under ``tmp_path``, no network (an attempt fails the test)."""
+        yield from isolated_backends(monkeypatch, tmp_path, root)
+
+    @pytest.fixture(autouse=True, scope="module")
+    def wandb_service() -> Iterator[None]:
+        """W&B's service is started once for the module (it is slow to start) and shut down afterwards."""
+        yield
+        teardown_wandb()
+
+    return backend, root, isolated, wandb_service
+
+
 def isolated_backends(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Path) -> Iterator[None]:
     """Every backend offline, its files under ``tmp_path``, no network (an attempt fails the test), no leftovers."""
     monkeypatch.chdir(tmp_path)  # SDK defaults relative to the working directory land here

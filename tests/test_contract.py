@@ -11,7 +11,7 @@ import dataclasses
 import pickle
 import weakref
 from argparse import Namespace
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +22,11 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-from _backends import BACKENDS, Backend, Metrics, isolated_backends, teardown_wandb
+from _backends import Backend, Metrics, backend_fixtures
 from tracklight import InvalidMetricError
 from tracklight.loggers import DummyExperiment, Logger
 
-
-@pytest.fixture(params=BACKENDS, ids=[backend.id for backend in BACKENDS])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return request.param
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "logs"
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Path) -> Iterator[None]:
-    """Every backend offline, its files under ``tmp_path``, no network (an attempt fails the test), no leftovers."""
-    yield from isolated_backends(monkeypatch, tmp_path, root)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def wandb_service() -> Iterator[None]:
-    """W&B's service is started once for the module (it is slow to start) and shut down afterwards."""
-    yield
-    teardown_wandb()
+backend, root, isolated, wandb_service = backend_fixtures()
 
 
 def _same_metrics(got: Metrics, expected: Metrics) -> None:

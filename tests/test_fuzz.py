@@ -17,7 +17,7 @@ import itertools
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,7 +27,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from _backends import BACKENDS, Backend, isolated_backends, read_csv_metrics, read_tensorboard_metrics, teardown_wandb
+from _backends import NEPTUNE_PREFIX, Backend, backend_fixtures, read_csv_metrics, read_tensorboard_metrics
 from tracklight import InvalidMetricError, params
 
 _EXPLORE = int(os.environ.get("TRACKLIGHT_FUZZ_EXAMPLES", "0"))
@@ -39,29 +39,10 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
+backend, root, isolated, wandb_service = backend_fixtures()
+
 #: What a value the backends must refuse is expected to give.
 INVALID = "invalid"
-
-
-@pytest.fixture(params=BACKENDS, ids=[backend.id for backend in BACKENDS])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return request.param
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "logs"
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Path) -> Iterator[None]:
-    yield from isolated_backends(monkeypatch, tmp_path, root)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def wandb_service() -> Iterator[None]:
-    yield
-    teardown_wandb()
 
 
 # ---- metric values, each with what it must read back as ---------------------------------------------------
@@ -162,7 +143,6 @@ def _same(got: float, expected: float) -> bool:
 
 def _nonfinite_neptune(logger: Any) -> dict[str, dict[int, float]]:
     """Neptune keeps NaN and infinity as text in a series ``<key>_nonfinite`` beside the number series."""
-    from _backends import NEPTUNE_PREFIX
     from _comet_neptune_readers import neptune_runs
 
     found: dict[str, dict[int, float]] = {}
