@@ -10,7 +10,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklight import media
-from tracklight._imports import is_instance_by_name, require
+from tracklight._errors import MissingDependencyError
+from tracklight._imports import is_available, is_instance_by_name, require
 from tracklight._metrics import to_number
 from tracklight._rank import rank_zero_only
 from tracklight.formats.tfevents import EventFile, SummaryLayout
@@ -72,6 +73,11 @@ class TensorBoardLogger(VersionedDirLogger):
         sub_dir: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        if not is_available("tensorboard"):
+            raise MissingDependencyError(
+                "TensorBoardLogger needs the 'tensorboard' package. "
+                "Install it with: pip install 'tracklight[tensorboard]'"
+            )
         super().__init__(save_dir, name, version, sub_dir)
         self._log_graph = log_graph
         self._default_hp_metric = default_hp_metric
