@@ -168,7 +168,7 @@ class WandbLogger(Logger):
             >>> logger.experiment.summary["best_accuracy"] = 0.93  # doctest: +SKIP
         """
         run = self._experiment
-        if run is not None and getattr(run, "_is_finished", False):
+        if run is not None and getattr(run, "_is_finished", False) is True:  # a stub's attribute is not True
             # finished behind the logger's back (wandb.finish()): resume it rather than fail on the next log
             self._id = self._wandb_init["id"] = run.id
             self._project = self._wandb_init["project"] = run.project
