@@ -96,7 +96,7 @@ def main(names: list[str]) -> None:
         # Environments are made side by side (mostly waiting on pip's unpacking); tests then run one by one.
         began = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
-            pythons = dict(zip(names, pool.map(lambda name: make_env(name, wheel, base), names)))
+            pythons = dict(zip(names, pool.map(lambda name: make_env(name, wheel, base), names), strict=True))
         print(f"made {len(names)} fresh environments ({', '.join(names)}) in {time.monotonic() - began:.0f}s")
         for name in names:
             began = time.monotonic()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _wandb_reader import offline_env, read_runs
 
+from _wandb_reader import offline_env, read_runs
 from tracklight._imports import is_available
 from tracklight.loggers import WandbLogger
 
