@@ -10,7 +10,7 @@ import dataclasses
 import enum
 import os
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -63,7 +63,8 @@ def _clean(value: Any, key: str, notes: list[str]) -> Any:
         return os.fspath(value)
     if isinstance(value, (Namespace, Mapping)) or _is_dataclass_instance(value):
         return {str(k): _clean(v, f"{key}/{k}", notes) for k, v in to_dict(value).items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)) or (isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray))):
+        # Other sequences too: OmegaConf's ListConfig (Hydra configs) is a list, as Lightning stores it.
         return [_clean(v, f"{key}[{i}]", notes) for i, v in enumerate(value)]
     if isinstance(value, (set, frozenset)):
         items = sorted((_clean(v, key, notes) for v in value), key=repr)
