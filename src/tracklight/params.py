@@ -90,7 +90,7 @@ def _clean_array(value: Any, key: str, notes: list[str]) -> Any:
     size = int(getattr(value, "size", 1)) if module_prefix(value) == "numpy" else int(value.numel())
     kind = "tensor" if module_prefix(value) == "torch" else type(value).__name__
     if size == 1 and getattr(value, "ndim", 0) == 0:
-        return value.item()
+        return _clean(value.item(), key, notes)  # a complex item is not a plain value yet
     if size <= MAX_ARRAY_ELEMENTS:
         if hasattr(value, "detach"):
             value = value.detach().cpu()

@@ -148,7 +148,7 @@ class CSVLogger(VersionedDirLogger):
         experiment._add_row(to_numbers(metrics, self._prefix, self.LOGGER_JOIN_CHAR), step)
         self._calls += 1
         if self._calls % self._flush_logs_every_n_steps == 0:
-            experiment.save()
+            self.save()  # through the logger, as in Lightning: a subclass that overrides save() sees it
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:

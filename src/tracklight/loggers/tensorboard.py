@@ -308,7 +308,9 @@ class TensorBoardLogger(VersionedDirLogger):
     def _save_hparams_once(self) -> None:
         """Write ``hparams.yaml`` (empty when no hyperparameters were logged) once the run has a directory,
         as Lightning's logger does, so the layout is the same."""
-        if self._hparams_saved or not os.path.isdir(self._local_dir()):
+        if self._hparams_saved or (self._experiment is None and not self._events and self._hparams_file is None):
+            return  # nothing was logged: asking for log_dir would claim a version directory for nothing
+        if not os.path.isdir(self._local_dir()):
             return
         self._hparams_saved = True
         if not os.path.exists(os.path.join(self._local_dir(), self.NAME_HPARAMS_FILE)):
