@@ -97,6 +97,19 @@ def test_pages_have_python_blocks_and_known_setups() -> None:
         compile(block.code, block.id, "exec")  # a SyntaxError names the page and line
 
 
+def test_the_reducer_speed_is_quoted_as_one_figure() -> None:
+    # One figure, from benchmarks/selflog.py (docs/benchmarks.md, Results), wherever the speed is claimed.
+    figures = {
+        (path.relative_to(ROOT).as_posix(), figure)
+        for path in pages()
+        for figure in re.findall(r"about (\d+)x less\s+overhead", path.read_text(encoding="utf-8"))
+    }
+    assert len({figure for _, figure in figures}) == 1, sorted(figures)
+    results = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    (figure,) = {figure for _, figure in figures}
+    assert re.search(rf"`selflog\.py`.*\| about {figure}x ", results), "the Results table is the source of the figure"
+
+
 @pytest.fixture
 def docs_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """A fresh directory, every backend offline, no network, short Trainers."""
