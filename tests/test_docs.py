@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from _comet_neptune_readers import refuse_network
 from _docs_setups import SETUPS
-from _wandb_reader import offline_env
+from _offline import offline_backends
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w+-]*)[^\n]*$")
@@ -113,15 +112,8 @@ def test_the_reducer_speed_is_quoted_as_one_figure() -> None:
 @pytest.fixture
 def docs_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """A fresh directory, every backend offline, no network, short Trainers."""
-    monkeypatch.chdir(tmp_path)
-    offline_env(monkeypatch, tmp_path)
-    for name in ("COMET_API_KEY", "COMET_OFFLINE_DIRECTORY", "MLFLOW_TRACKING_URI", "NEPTUNE_API_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COMET_START_ONLINE", "false")
-    monkeypatch.setenv("NEPTUNE_MODE", "offline")
-    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(tmp_path / ".neptune"))
+    attempts = offline_backends(monkeypatch, tmp_path)
     _short_trainers(monkeypatch)
-    attempts = refuse_network(monkeypatch)
     yield
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:

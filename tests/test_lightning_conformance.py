@@ -31,9 +31,10 @@ import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
 
-from _comet_neptune_readers import comet_archives, neptune_runs, refuse_network
+from _comet_neptune_readers import comet_archives, neptune_runs
 from _contract_readers import mlflow_store
-from _wandb_reader import offline_env, read_runs
+from _offline import COMET_QUIET, NEPTUNE_QUIET, offline_backends
+from _wandb_reader import read_runs
 from tracklight import InvalidMetricError
 from tracklight.loggers import (
     CometLogger,
@@ -222,28 +223,12 @@ LEDGER: dict[str, tuple[int, str, str]] = {
     "test_comet.py::test_comet_metrics_safe": (1, DIFFERENCE, "a tensor with several elements"),
 }
 
-QUIET_COMET: dict[str, Any] = {"display_summary_level": 0, "auto_output_logging": False, "log_code": False}
-for _name in ("git_metadata", "git_patch", "env_details", "env_host", "env_cpu", "env_gpu", "env_network", "env_disk"):
-    QUIET_COMET[f"log_{_name}"] = False
-QUIET_NEPTUNE: dict[str, Any] = {
-    "capture_stdout": False,
-    "capture_stderr": False,
-    "capture_hardware_metrics": False,
-    "capture_traceback": False,
-    "source_files": [],
-}
-
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Every backend offline with its files under ``tmp_path``; a network attempt fails the test."""
-    monkeypatch.chdir(tmp_path)
-    offline_env(monkeypatch, tmp_path)
-    for name in ("COMET_API_KEY", "COMET_START_ONLINE", "COMET_OFFLINE_DIRECTORY", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NEPTUNE_MODE", "offline")
-    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(tmp_path / ".neptune"))
-    attempts = refuse_network(monkeypatch)
+    attempts = offline_backends(monkeypatch, tmp_path)
+    monkeypatch.delenv("COMET_START_ONLINE")  # the tests say online=False where they mean it
     yield
     assert attempts == [], "the loggers must work offline without trying the network"
 
@@ -811,8 +796,8 @@ def _make(name: str, root: Path, **options: Any) -> Any:
     if name == "mlflow":
         return _mlflow(root, **options)
     if name == "comet":
-        return CometLogger(save_dir=str(root), online=False, **QUIET_COMET, **options)
-    return NeptuneLogger(mode="offline", **QUIET_NEPTUNE, **options)
+        return CometLogger(save_dir=str(root), online=False, **COMET_QUIET, **options)
+    return NeptuneLogger(mode="offline", **NEPTUNE_QUIET, **options)
 
 
 ALL_LOGGERS = pytest.mark.parametrize("name", ["csv", "tensorboard", "wandb", "mlflow", "comet", "neptune"])
