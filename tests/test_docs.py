@@ -9,6 +9,7 @@ that cannot run is a failure to fix in the page or in the setups.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from collections.abc import Iterator
@@ -111,8 +112,8 @@ def test_the_reducer_speed_is_quoted_as_one_figure() -> None:
 
 @pytest.fixture
 def docs_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """A fresh directory, every backend offline, no network, short Trainers."""
-    attempts = offline_backends(monkeypatch, tmp_path)
+    """A fresh directory, every backend offline, no network beyond this machine, short Trainers."""
+    attempts = offline_backends(monkeypatch, tmp_path, loopback=True)
     _short_trainers(monkeypatch)
     yield
     wandb = sys.modules.get("wandb")
@@ -145,17 +146,19 @@ def _short_trainers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
 @pytest.mark.filterwarnings("ignore:CSVLogger cannot display")  # what the media pages show CSV doing
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # the CSV page's resume
 @pytest.mark.filterwarnings("ignore:Info \\(NVML\\)")  # Neptune's hardware metrics, on a machine without a GPU
 def test_block_runs(block: Block, docs_env: None, tmp_path: Path) -> None:
     chain = block.chain()
     namespace: dict[str, Any] = {"__name__": "__docs__"}
     checks = []
-    for name in dict.fromkeys(setup for part in chain for setup in part.setups):
-        names, check = SETUPS[name](tmp_path)
-        namespace.update(names)
-        if check is not None:
-            checks.append(check)
-    for part in chain:
-        exec(compile(part.code, part.id, "exec"), namespace)
-    for check in checks:
-        check(namespace)
+    with contextlib.ExitStack() as stack:
+        for name in dict.fromkeys(setup for part in chain for setup in part.setups):
+            names, check = stack.enter_context(SETUPS[name](tmp_path))
+            namespace.update(names)
+            if check is not None:
+                checks.append(check)
+        for part in chain:
+            exec(compile(part.code, part.id, "exec"), namespace)
+        for check in checks:
+            check(namespace)
