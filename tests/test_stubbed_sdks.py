@@ -90,6 +90,8 @@ def test_comet_logger_with_a_magicmock_comet_ml(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_neptune_logger_with_a_magicmock_neptune(monkeypatch: pytest.MonkeyPatch) -> None:
+    import neptune.types  # the real submodule stays in sys.modules: the stub must still win
+
     neptune = _stub(monkeypatch, "neptune")
     logger = NeptuneLogger(mode="offline", prefix="training")
     logger.log_hyperparams({"lr": 0.1})

@@ -47,12 +47,12 @@ def require(module: str, extra: str) -> Any:
     A submodule of a stubbed package (``neptune.types`` when ``neptune`` is a ``MagicMock``) is the stub's
     attribute of that name, as ``from neptune.types import File`` would not find it otherwise.
     """
+    stub = _from_stub(module)
+    if stub is not None:  # before the import system, which may hold the real submodule from before the stub
+        return stub
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        stub = _from_stub(module)
-        if stub is not None:
-            return stub
         missing = (err.name or "").partition(".")[0]
         fix = f"pip install 'tracklight[{extra}]'"
         if missing == "torch":  # an extra cannot pin torch's build: it is installed first, as the README says
@@ -63,21 +63,17 @@ def require(module: str, extra: str) -> Any:
 
 
 def _from_stub(module: str) -> Any:
-    """``module`` as an attribute path of a stub in ``sys.modules`` (a module without ``__spec__``), else None."""
-    parts = module.split(".")
-    for end in range(len(parts) - 1, 0, -1):
-        parent = sys.modules.get(".".join(parts[:end]))
-        if parent is None:
-            continue
-        if getattr(parent, "__spec__", None) is not None:
-            return None  # a real package: its submodules are found by the import system, not by attribute
-        value: Any = parent
-        for name in parts[end:]:
-            value = getattr(value, name, None)
-            if value is None:
-                return None
-        return value
-    return None
+    """``module`` as an attribute path of a stub put in ``sys.modules`` for its top-level package (a module
+    without ``__spec__``: a ``MagicMock`` or a bare ``ModuleType``), else None."""
+    top, *rest = module.split(".")
+    value: Any = sys.modules.get(top)
+    if value is None or getattr(value, "__spec__", None) is not None:
+        return None  # not there, or a real package: its submodules are found by the import system
+    for name in rest:
+        value = getattr(value, name, None)
+        if value is None:
+            return None
+    return value
 
 
 def type_name(obj: object) -> str:
