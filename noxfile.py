@@ -1,4 +1,4 @@
-"""Developer sessions: ``pip install nox``, then ``nox -s tests`` (or lint, typecheck, docs, demo).
+"""Developer sessions: ``pip install nox``, then ``nox -s tests`` (or lint, typecheck, docs, demo, wheel).
 
 Each session gets its own virtual environment under ``.nox/``, made with the Python that runs nox, and
 installs torch first, pinned: an unpinned torch resolves to a multi-GB CUDA build on Linux.
@@ -24,6 +24,16 @@ def tests(session: nox.Session) -> None:
     """The test suite (doctests included); extra arguments go to pytest: ``nox -s tests -- -k csv -x``."""
     install(session)
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def wheel(session: nox.Session) -> None:
+    """Build the wheel and test each install in a fresh venv: no extra, ``[tensorboard]``, ``[wandb]``.
+
+    ``scripts/wheel_check.py`` makes those environments itself (they must start empty); names go through:
+    ``nox -s wheel -- core``.
+    """
+    session.run("python", "scripts/wheel_check.py", *session.posargs)
 
 
 @nox.session

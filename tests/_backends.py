@@ -32,6 +32,7 @@ from _contract_readers import (
     wandb_hparams,
     wandb_metrics,
 )
+from _offline import COMET_QUIET, NEPTUNE_QUIET
 from _wandb_reader import offline_env
 from tracklight import params
 from tracklight.loggers import (
@@ -98,29 +99,6 @@ def _read_collection_hparams(collection: LoggerCollection) -> dict[str, Any]:
     assert _read_hparams_yaml(collection[TensorBoardLogger]) == from_csv
     return from_csv
 
-
-#: Comet without its system-metrics thread (joining it costs a second per experiment), code or environment capture.
-COMET_QUIET: dict[str, Any] = {
-    "display_summary_level": 0,
-    "auto_output_logging": False,
-    "log_code": False,
-    "log_git_metadata": False,
-    "log_git_patch": False,
-    "log_env_details": False,
-    "log_env_host": False,
-    "log_env_cpu": False,
-    "log_env_gpu": False,
-    "log_env_network": False,
-    "log_env_disk": False,
-}
-#: Neptune without capture threads or a copy of the test's source files.
-NEPTUNE_QUIET: dict[str, Any] = {
-    "capture_stdout": False,
-    "capture_stderr": False,
-    "capture_hardware_metrics": False,
-    "capture_traceback": False,
-    "source_files": [],
-}
 
 BACKENDS: list[Backend] = [
     Backend("csv", lambda root: CSVLogger(root), read_csv_metrics, _read_hparams_yaml),

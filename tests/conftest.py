@@ -23,6 +23,10 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 _RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
+# `--doctest-modules` (for src/) would also collect the helper modules here, `_mlflow_server.py` among them,
+# as test modules of their own (a docstring example is a doctest): helpers are imported, never collected.
+collect_ignore_glob = ["_*.py"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Lightning 2.6 calling a torch API that torch 2.13 deprecated: noise in every Trainer test, not ours to fix.

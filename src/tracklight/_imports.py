@@ -1,22 +1,79 @@
-"""Optional dependencies: imported the first time a logger needs them, with an error that names the fix."""
+"""Optional dependencies: imported the first time a logger needs them, with an error that names the fix.
+
+This is the one place that decides whether an optional package is there. A module that a test suite put in
+``sys.modules`` in place of an SDK (a ``ModuleType`` or a ``MagicMock``, which have no ``__spec__``) counts
+as installed, as it does for ``import``: user suites stub SDKs to test training scripts without the service.
+"""
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+import importlib.util
+import sys
+from typing import Any
 
 from tracklight._errors import MissingDependencyError
 
+#: Where the README explains how to install torch (the CPU build, pinned) before tracklight.
+_TORCH_HINT = (
+    "Install torch first, pinned, e.g. for the CPU build: "
+    "pip install torch --index-url https://download.pytorch.org/whl/cpu (see the README)"
+)
 
-def require(module: str, extra: str) -> ModuleType:
-    """Import ``module`` or raise an error that tells the user which tracklight extra installs it."""
+
+def is_available(module: str) -> bool:
+    """Whether ``module`` can be imported: installed, or already in ``sys.modules`` (a stub included).
+
+    Unlike ``importlib.util.find_spec``, never raises: a stub without ``__spec__`` is available, and a
+    ``None`` entry in ``sys.modules`` (how tests hide a package) is not.
+
+    Example:
+        >>> is_available("json"), is_available("surely_not_a_module_name")
+        (True, False)
+    """
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    if _from_stub(module) is not None:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing, hidden or has no __path__
+        return False
+
+
+def require(module: str, extra: str) -> Any:
+    """Import ``module`` or raise an error that tells the user which tracklight extra installs it.
+
+    A submodule of a stubbed package (``neptune.types`` when ``neptune`` is a ``MagicMock``) is the stub's
+    attribute of that name, as ``from neptune.types import File`` would not find it otherwise.
+    """
+    stub = _from_stub(module)
+    if stub is not None:  # before the import system, which may hold the real submodule from before the stub
+        return stub
     try:
         return importlib.import_module(module)
     except ImportError as err:
+        missing = (err.name or "").partition(".")[0]
+        fix = f"pip install 'tracklight[{extra}]'"
+        if missing == "torch":  # an extra cannot pin torch's build: it is installed first, as the README says
+            fix = f"{_TORCH_HINT}, then {fix}"
         raise MissingDependencyError(
-            f"{module!r} is needed here but could not be imported ({err}). "
-            f"Install it with: pip install 'tracklight[{extra}]'"
+            f"{module!r} is needed here but could not be imported ({err}). Fix: {fix}"
         ) from err
+
+
+def _from_stub(module: str) -> Any:
+    """``module`` as an attribute path of a stub put in ``sys.modules`` for its top-level package (a module
+    without ``__spec__``: a ``MagicMock`` or a bare ``ModuleType``), else None."""
+    top, *rest = module.split(".")
+    value: Any = sys.modules.get(top)
+    if value is None or getattr(value, "__spec__", None) is not None:
+        return None  # not there, or a real package: its submodules are found by the import system
+    for name in rest:
+        value = getattr(value, name, None)
+        if value is None:
+            return None
+    return value
 
 
 def type_name(obj: object) -> str:

@@ -3,7 +3,9 @@
 Lightning checks ``isinstance(logger, Logger)`` (LightningCLI) and
 ``isinstance(logger, (TensorBoardLogger, CSVLogger))`` (``Trainer.log_dir``). Lightning's logger
 classes are ABCs, so tracklight's classes are registered as virtual subclasses of them: at once if
-Lightning is already imported, otherwise right after its ``loggers`` module is imported.
+Lightning is already imported, otherwise right after its ``loggers`` module is imported. Lightning's
+``ExperimentWriter`` (what ``CSVLogger.experiment`` returns) is no ABC: it becomes a base of
+``CSVExperiment`` at the same moment.
 """
 
 from __future__ import annotations
@@ -38,6 +40,21 @@ def register_with(module: ModuleType) -> None:
         register = getattr(theirs, "register", None)
         if register is not None:
             register(getattr(loggers, attribute))
+    _adopt_experiment_writer(sys.modules.get(f"{module.__name__}.csv_logs"))
+
+
+def _adopt_experiment_writer(csv_logs: ModuleType | None) -> None:
+    """Make Lightning's ``ExperimentWriter`` a base of ``CSVExperiment`` (it is no ABC: no ``register``).
+
+    Only ``CSVExperiment``'s own placeholder base is replaced; its own methods come first in the MRO.
+    """
+    from tracklight.loggers.csv import CSVExperiment, _ExperimentWriterBase
+
+    writer = getattr(csv_logs, "ExperimentWriter", None)
+    if not isinstance(writer, type) or issubclass(CSVExperiment, writer):
+        return
+    bases = tuple(base for base in CSVExperiment.__bases__ if base is not _ExperimentWriterBase)
+    CSVExperiment.__bases__ = (*bases, writer)
 
 
 def install() -> None:

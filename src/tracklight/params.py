@@ -10,7 +10,7 @@ import dataclasses
 import enum
 import os
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -86,7 +86,7 @@ def _convert(value: Any, key: str, notes: list[str], parents: tuple[int, ...]) -
         converted = _text(os.fspath(value), key, notes)
         notes.append(_Quiet(f"{key!r} ({type(value).__name__} -> {converted!r})"))
         return converted
-    if isinstance(value, (Namespace, Mapping, list, tuple, set, frozenset)) or _is_dataclass_instance(value):
+    if isinstance(value, (Namespace, Mapping, set, frozenset)) or _is_sequence(value) or _is_dataclass_instance(value):
         if id(value) in parents:
             return _placeholder(value, key, notes, "contains itself", "<cycle>")
         if len(parents) >= MAX_DEPTH:
@@ -108,8 +108,14 @@ def _convert(value: Any, key: str, notes: list[str], parents: tuple[int, ...]) -
     return converted
 
 
+def _is_sequence(value: Any) -> bool:
+    # Other sequences than list and tuple too: OmegaConf's ListConfig (Hydra configs) is a list, as Lightning
+    # stores it. Strings and bytes are sequences that are not containers.
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+
+
 def _container(value: Any, key: str, notes: list[str], parents: tuple[int, ...]) -> Any:
-    if isinstance(value, (list, tuple)):
+    if _is_sequence(value):
         return [_clean(v, f"{key}[{i}]", notes, parents) for i, v in enumerate(value)]
     if isinstance(value, (set, frozenset)):
         items = sorted((_clean(v, key, notes, parents) for v in value), key=repr)
@@ -164,7 +170,7 @@ def _clean_array(value: Any, key: str, notes: list[str]) -> Any:
     size = int(getattr(value, "size", 1)) if module_prefix(value) == "numpy" else int(value.numel())
     kind = "tensor" if module_prefix(value) == "torch" else type(value).__name__
     if size == 1 and getattr(value, "ndim", 0) == 0:
-        return value.item()
+        return _clean(value.item(), key, notes, ())  # a complex item is not a plain value yet
     if size <= MAX_ARRAY_ELEMENTS:
         if hasattr(value, "detach"):
             value = value.detach().cpu()

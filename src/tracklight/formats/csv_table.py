@@ -79,6 +79,11 @@ class CSVTable:
         """The header the file has once everything queued is written."""
         return sorted(self._known) if len(self._known) != len(self._column_set) else list(self._columns)
 
+    @property
+    def pending(self) -> list[Mapping[str, Any]]:
+        """The rows queued and not yet written, oldest first."""
+        return list(self._rows)
+
     def append(self, row: Mapping[str, Any]) -> None:
         """Queue one row (a mapping of column to value). Safe to call from any thread and from signal handlers."""
         if not self._known.issuperset(row):

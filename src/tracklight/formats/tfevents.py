@@ -24,10 +24,18 @@ from tracklight._errors import warn
 from tracklight._fs import DeletionWatch, copy_open_file, open_no_follow, set_aside
 from tracklight.formats import flushing as _flushing
 
-try:  # the C implementation is ~100x faster than the pure-Python fallback
-    from crc32c import crc32c as _crc32c
-except ImportError:  # pragma: no cover - exercised only without the 'tensorboard' extra's crc32c
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as _crc32c  # type: ignore[no-redef]
+
+def _crc32c(data: bytes) -> int:
+    """CRC32C, found on first use so that importing this module needs neither ``crc32c`` nor TensorBoard
+    (``tracklight.loggers`` imports it, and a bare install must import)."""
+    global _crc32c
+    try:  # the C implementation is ~100x faster than the pure-Python fallback
+        from crc32c import crc32c as found
+    except ImportError:  # only without the 'tensorboard' extra's crc32c
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as found  # type: ignore[no-redef]
+    _crc32c = found
+    return int(found(data))
+
 
 _pack_double = struct.Struct("<d").pack
 _pack_float = struct.Struct("<f").pack

@@ -66,9 +66,10 @@ class VersionedDirLogger(Logger):
 
     @property
     def root_dir(self) -> str:
+        # Through the properties, so a subclass that overrides `name` (or `save_dir`) moves its directories.
         if self._remote:
-            return join(self._save_dir, self._name)
-        return os.path.join(self._save_dir, self._name)
+            return join(self.save_dir, self.name)
+        return os.path.join(self.save_dir, self.name)
 
     @property
     def sub_dir(self) -> str | None:

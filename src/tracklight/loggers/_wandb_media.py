@@ -6,7 +6,6 @@ Pure conversion: nothing here logs. ``WandbLogger`` puts what these return into 
 from __future__ import annotations
 
 import html
-import importlib.util
 import os
 import tempfile
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ import numpy as np
 
 from tracklight import media
 from tracklight._errors import TracklightError
-from tracklight._imports import is_instance_by_name, module_prefix
+from tracklight._imports import is_available, is_instance_by_name, module_prefix
 
 #: W&B keeps at most this many bins per histogram.
 MAX_HISTOGRAM_BINS = 512
@@ -154,7 +153,7 @@ def video(wandb: Any, value: Any, **kwargs: Any) -> Any:
         return value
     if isinstance(value, (str, os.PathLike)):
         return wandb.Video(os.fspath(value), **kwargs)
-    if importlib.util.find_spec("moviepy") is None:
+    if not is_available("moviepy"):
         raise TracklightError(
             "W&B needs moviepy to encode a video from an array. "
             "Fix: pip install moviepy imageio, or pass the path of a .mp4/.gif/.webm file."
@@ -164,4 +163,4 @@ def video(wandb: Any, value: Any, **kwargs: Any) -> Any:
 
 def can_log_audio() -> bool:
     """W&B refuses to log any ``wandb.Audio`` (even a file) unless ``soundfile`` can be imported."""
-    return importlib.util.find_spec("soundfile") is not None
+    return is_available("soundfile")

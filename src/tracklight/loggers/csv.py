@@ -22,8 +22,22 @@ __all__ = ["CSVExperiment", "CSVLogger"]
 _creating = threading.Lock()
 
 
-class CSVExperiment:
-    """What ``CSVLogger.experiment`` returns: the run's ``metrics.csv`` and ``hparams.yaml`` writers."""
+class _ExperimentWriterBase:
+    """Stands in for Lightning's ``ExperimentWriter`` as the base of :class:`CSVExperiment`.
+
+    ``ExperimentWriter`` is not an ABC, so it cannot register a virtual subclass: when Lightning is imported,
+    ``tracklight.lightning`` makes it a base of ``CSVExperiment`` in place of this class instead, so
+    ``isinstance(logger.experiment, ExperimentWriter)`` holds as it does for Lightning's ``CSVLogger``.
+    """
+
+
+class CSVExperiment(_ExperimentWriterBase):
+    """What ``CSVLogger.experiment`` returns: the run's ``metrics.csv`` and ``hparams.yaml`` writers.
+
+    It offers what Lightning's ``ExperimentWriter`` offers: ``metrics`` (the rows not written yet),
+    ``metrics_keys``, ``hparams``, ``log_metrics``, ``log_hparams``, ``save``, ``log_dir`` and
+    ``metrics_file_path``.
+    """
 
     NAME_METRICS_FILE = "metrics.csv"
     NAME_HPARAMS_FILE = "hparams.yaml"
@@ -44,6 +58,11 @@ class CSVExperiment:
     @property
     def metrics_keys(self) -> list[str]:
         return self.table.columns
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """The rows logged and not yet in ``metrics.csv`` (each with its ``step``), oldest first."""
+        return [dict(row) for row in self.table.pending]
 
     def log_metrics(self, metrics_dict: Mapping[str, Any], step: int | None = None) -> None:
         """Add one row: the metrics plus a ``step`` column (the row count when ``step`` is None)."""
@@ -131,7 +150,7 @@ class CSVLogger(VersionedDirLogger):
         experiment._add_row(to_numbers(metrics, self._prefix, self.LOGGER_JOIN_CHAR), step)
         self._calls += 1
         if self._calls % self._flush_logs_every_n_steps == 0:
-            experiment.save()
+            self.save()  # through the logger, as in Lightning: a subclass that overrides save() sees it
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:

@@ -9,7 +9,6 @@ takes, how long a value may be, how a run ends) live here and in ``tracklight.lo
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ import yaml
 
 from tracklight import media
 from tracklight._errors import MissingDependencyError, TracklightError, TracklightWarning
+from tracklight._imports import is_available
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers.logger import Logger, rank_zero_experiment
@@ -169,7 +169,7 @@ class MLFlowLogger(Logger):
         *,
         delivery_timeout: float = 60.0,
     ) -> None:
-        if importlib.util.find_spec("mlflow") is None:
+        if not is_available("mlflow"):
             raise MissingDependencyError(
                 "MLFlowLogger needs the 'mlflow' package. Install it with: pip install 'tracklight[mlflow]'"
             )

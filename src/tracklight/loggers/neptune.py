@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import os
 from argparse import Namespace
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklight import __version__, media
 from tracklight._errors import MissingDependencyError, TracklightError, warn
-from tracklight._imports import is_instance_by_name, require
+from tracklight._imports import is_available, is_instance_by_name, require
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _neptune_values as neptune_values
@@ -86,7 +85,7 @@ class NeptuneLogger(Logger):
         prefix: str = "training",
         **neptune_run_kwargs: Any,
     ) -> None:
-        if importlib.util.find_spec("neptune") is None:
+        if not is_available("neptune"):
             raise MissingDependencyError(
                 "NeptuneLogger needs the 'neptune' client (1.x), which is not installed. "
                 "Install it with: pip install 'tracklight[neptune]'"

@@ -10,9 +10,9 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklight import media
-from tracklight._errors import InvalidMetricError
+from tracklight._errors import InvalidMetricError, MissingDependencyError
 from tracklight._fs import leaves_its_folder
-from tracklight._imports import is_instance_by_name, require
+from tracklight._imports import is_available, is_instance_by_name, require
 from tracklight._metrics import are_plain, to_number
 from tracklight._rank import rank_zero_only
 from tracklight.formats.tfevents import EventFile, SummaryLayout
@@ -73,6 +73,11 @@ class TensorBoardLogger(VersionedDirLogger):
         sub_dir: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        if not is_available("tensorboard"):
+            raise MissingDependencyError(
+                "TensorBoardLogger needs the 'tensorboard' package. "
+                "Install it with: pip install 'tracklight[tensorboard]'"
+            )
         super().__init__(save_dir, name, version, sub_dir)
         self._log_graph = log_graph
         self._default_hp_metric = default_hp_metric
@@ -305,7 +310,9 @@ class TensorBoardLogger(VersionedDirLogger):
     def _save_hparams_once(self) -> None:
         """Write ``hparams.yaml`` (empty when no hyperparameters were logged) once the run has a directory,
         as Lightning's logger does, so the layout is the same."""
-        if self._hparams_saved or not os.path.isdir(self._local_dir()):
+        if self._hparams_saved or (self._experiment is None and not self._events and self._hparams_file is None):
+            return  # nothing was logged: asking for log_dir would claim a version directory for nothing
+        if not os.path.isdir(self._local_dir()):
             return
         self._hparams_saved = True
         if not os.path.exists(os.path.join(self._local_dir(), self.NAME_HPARAMS_FILE)):

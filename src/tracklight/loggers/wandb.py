@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import secrets
 import string
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight import media
 from tracklight._errors import MissingDependencyError, TracklightError, warn
-from tracklight._imports import require
+from tracklight._imports import is_available, require
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
@@ -105,7 +104,7 @@ class WandbLogger(Logger):
         add_file_policy: Literal["mutable", "immutable"] = "mutable",
         **kwargs: Any,
     ) -> None:
-        if importlib.util.find_spec("wandb") is None:
+        if not is_available("wandb"):
             raise MissingDependencyError(
                 "WandbLogger needs the 'wandb' package. Install it with: pip install 'tracklight[wandb]'"
             )
@@ -169,7 +168,7 @@ class WandbLogger(Logger):
             >>> logger.experiment.summary["best_accuracy"] = 0.93  # doctest: +SKIP
         """
         run = self._experiment
-        if run is not None and getattr(run, "_is_finished", False):
+        if run is not None and getattr(run, "_is_finished", False) is True:  # a stub's attribute is not True
             # finished behind the logger's back (wandb.finish()): resume it rather than fail on the next log
             self._id = self._wandb_init["id"] = run.id
             self._project = self._wandb_init["project"] = run.project
