@@ -28,6 +28,7 @@ _KINDS = {
     "asset": "file",
 }
 _SYSTEM = "sys."  # the SDK's own CPU, memory and disk readings: not the user's metrics
+_SDK_METRICS = {"process duration"}  # what the SDK logs by itself when an experiment ends
 
 
 class CometRun(Run):
@@ -94,7 +95,7 @@ class CometRun(Run):
             except (TypeError, ValueError):
                 continue
             name = str(metric.get("metricName"))
-            if name.startswith(_SYSTEM):
+            if name.startswith(_SYSTEM) or name in _SDK_METRICS:
                 continue
             step = metric.get("step")
             stamp = payload.get("local_timestamp") or metric.get("timestamp")
