@@ -137,9 +137,12 @@ def _writer(to: str, experiment: str) -> Writer:
             return _to_files.CSVWriter(folder) if scheme == "csv" else _to_files.TensorBoardWriter(folder)
         from tracklight.runs import _to_sdks
 
-        return {"wandb": _to_sdks.WandbWriter, "comet": _to_sdks.CometWriter, "neptune": _to_sdks.NeptuneWriter}[
-            scheme
-        ](folder, experiment)
+        writers: dict[str, Any] = {
+            "wandb": _to_sdks.WandbWriter,
+            "comet": _to_sdks.CometWriter,
+            "neptune": _to_sdks.NeptuneWriter,
+        }
+        return writers[scheme](folder, experiment)
     raise RunError(
         to,
         "is not an export target. Use an MLflow tracking URI (http://HOST:PORT, sqlite:///PATH.db) or a local "

@@ -62,7 +62,7 @@ class TensorBoardRun(Run):
         return _plugin_hparams([c for d in self._files() for c in d.hparams_content])
 
     def _read(self) -> dict[str, Points]:
-        merged: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        merged: dict[str, list[Any]] = {}
         for number, decoded in enumerate(self._files()):
             for tag, parts in decoded.scalars.items():
                 for order, step, wall, value in parts:

@@ -217,7 +217,7 @@ def read_run(path: str | os.PathLike[str]) -> StoredRun:
 def run_files(root: str | os.PathLike[str], run_id: str | None = None) -> list[str]:
     """Every ``run-*.wandb`` file under ``root`` (any depth), oldest run segment first."""
     pattern = f"run-{run_id}.wandb" if run_id else "run-*.wandb"
-    found = []
+    found: list[str] = []
     for folder, _, names in os.walk(os.fspath(root)):  # not into the `latest-run` link: each file once
         found.extend(os.path.join(folder, name) for name in fnmatch.filter(names, pattern))
     return sorted(found, key=lambda path: (read_run(path).start_time, path))
@@ -288,7 +288,7 @@ class WandbRun(Run):
 
     def media(self) -> list[MediaFile]:
         files = os.path.join(self.path, "files")
-        found = []
+        found: list[MediaFile] = []
         for row in self.stored().history:
             step = row.get(_STEP_KEY, row.get("_step"))
             for key, value in row.items():
