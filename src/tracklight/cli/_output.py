@@ -84,7 +84,7 @@ class Output:
 
     def table(
         self, title: str | None, columns: list[str], rows: list[list[Any]], right: Set[str] = frozenset()
-    ) -> None:  # type: ignore[assignment]
+    ) -> None:
         from rich import box
         from rich.table import Table
 
