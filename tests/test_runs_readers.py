@@ -238,7 +238,7 @@ def test_damaged_files_are_named_and_the_other_runs_still_listed(
     assert str(log) in messages and "damaged" in messages
     assert str(event) in messages
     assert f"{tmp_path / 'nothing-here'}: no such file or folder" in messages
-    with pytest.raises(RunError, match="metrics.csv: is damaged"):
+    with pytest.raises(RunError, match=r"metrics\.csv: is damaged"):
         runs.open(tmp_path / "broken" / "version_0").points()
     with pytest.raises(RunError, match="holds no run"):
         runs.open(tmp_path / "empty")
