@@ -156,15 +156,30 @@ def _image_summary(tag: str, png: bytes, size: tuple[int, int]) -> bytes:
 
 
 def _hparams_event(params: dict[str, Any], now: float) -> bytes | None:
-    """TensorBoard's HPARAMS record (``session_start_info``), when TensorBoard is installed to encode it."""
+    """TensorBoard's HPARAMS record (``session_start_info``), built with TensorBoard's protos when installed."""
     if not params:
         return None
     try:
-        from tensorboard.plugins.hparams import summary as hparams_summary
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.plugins.hparams import plugin_data_pb2
     except ImportError:
         return None
     from tracklight.formats.tfevents import encode_event, varint
 
-    plain = {key: value if isinstance(value, (bool, int, float, str)) else str(value) for key, value in params.items()}
-    summary = hparams_summary.session_start_pb(hparams=plain).SerializeToString()
-    return encode_event(0, now, b"\x2a" + varint(len(summary)) + summary)
+    data = plugin_data_pb2.HParamsPluginData(version=0)
+    for key, value in params.items():
+        slot = data.session_start_info.hparams[key]
+        if isinstance(value, bool):
+            slot.bool_value = value
+        elif isinstance(value, (int, float)):
+            slot.number_value = float(value)
+        else:
+            slot.string_value = str(value)
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="hparams", content=data.SerializeToString())
+    )
+    summary = summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag="_hparams_/session_start_info", metadata=metadata)]
+    )
+    content = summary.SerializeToString()
+    return encode_event(0, now, b"\x2a" + varint(len(content)) + content)

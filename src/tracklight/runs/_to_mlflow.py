@@ -95,18 +95,24 @@ class MlflowWriter:
         if cut:
             done.refused.append(f"MLflow keeps {MAX_PARAM_VAL_LENGTH} characters per parameter: cut {', '.join(cut)}")
 
-        untimed = 0
+        untimed = duplicates = 0
         batch: list[Any] = []
         for name, points in source.points.items():
             mapped = key(name)
+            seen: set[tuple[int, float, int]] = set()
             for step, value, stamp in zip(
                 points.step.tolist(), points.value.tolist(), points.time.tolist(), strict=True
             ):
                 if stamp != stamp:
+                    # One millisecond apart in logged order: MLflow keeps a single copy of points equal in step,
+                    # value and time, and a CSV run can repeat a value at one step.
+                    stamp_ms = now_ms + untimed
                     untimed += 1
-                    stamp_ms = now_ms
                 else:
                     stamp_ms = round(stamp * 1000)
+                if (step, value, stamp_ms) in seen:
+                    duplicates += 1
+                seen.add((step, value, stamp_ms))
                 batch.append(Metric(mapped, value, stamp_ms, step))
                 if len(batch) == _METRICS_PER_BATCH:
                     self.client.log_batch(run_id, metrics=batch)
@@ -118,7 +124,11 @@ class MlflowWriter:
             done.points += len(batch)
             progress(len(batch))
         if untimed:
-            done.refused.append(f"{untimed} point(s) had no timestamp; MLflow got the export time for them")
+            done.refused.append(
+                f"{untimed} point(s) had no timestamp; MLflow got the export time for them (1 ms apart, in order)"
+            )
+        if duplicates:
+            done.refused.append(f"MLflow keeps one copy of points equal in step, value and time: {duplicates} merged")
         if renamed:
             shown = ", ".join(f"{old!r} -> {new!r}" for old, new in list(renamed.items())[:10])
             done.refused.append(f"MLflow refuses some characters in keys: renamed {len(renamed)} ({shown})")
