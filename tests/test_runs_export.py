@@ -171,7 +171,7 @@ def test_export_to_neptune_reads_back_from_its_offline_log(sources: dict[str, Ru
 
 
 def test_an_unknown_target_is_refused_with_the_forms_it_takes(sources: dict[str, Run]) -> None:
-    with pytest.raises(runs.RunError, match="is not an export target.*csv:DIR"):
+    with pytest.raises(runs.RunError, match=r"is not an export target.*csv:DIR"):
         runs.export([sources["csv"]], "ftp://somewhere")
 
 
