@@ -9,8 +9,10 @@ it keeps are cut, and points without a timestamp get the export time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 import tempfile
 import time
 from typing import Any
@@ -145,5 +147,7 @@ class MlflowWriter:
                     run_id, path, artifact_path=f"media/{media.kind}/{mlflow_key(media.key)}{step}"
                 )
                 done.media += 1
-        self.client.set_terminated(run_id, _STATUS.get(source.status or "", "FINISHED"))
+        # MLflow prints links to the run on stdout when it ends; stdout is for --json.
+        with contextlib.redirect_stdout(sys.stderr):
+            self.client.set_terminated(run_id, _STATUS.get(source.status or "", "FINISHED"))
         return done
