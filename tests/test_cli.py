@@ -100,7 +100,7 @@ def test_show_gives_hyperparameters_and_a_summary_per_metric(
 def test_show_of_a_damaged_run_names_the_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.csv").write_text('step,loss\n0,1\n1,"x\n')
-    status, out, err = run_cli(capsys, "show", tmp_path / "run")
+    status, _out, err = run_cli(capsys, "show", tmp_path / "run")
     assert status == 1 and f"{tmp_path / 'run' / 'metrics.csv'}: is damaged" in err
 
 
@@ -140,9 +140,9 @@ def test_plot_options_epoch_time_smooth_log(capsys: pytest.CaptureFixture[str], 
     assert panel.lines[0].x[0] >= 0 and np.all(np.diff(panel.lines[0].x) >= 0)
     figure = _plot.figure([panel], x="time", log_y=True)
     assert figure.axes[0].get_yscale() == "log"
-    status, out, err = run_cli(capsys, "plot", csv_run.ref, "--x", "time")
+    status, _, err = run_cli(capsys, "plot", csv_run.ref, "--x", "time")
     assert status == 1 and "keeps no timestamps" in err
-    status, out, err = run_cli(capsys, "plot", csv_run.ref, "-m", "nothing*")
+    status, _out, err = run_cli(capsys, "plot", csv_run.ref, "-m", "nothing*")
     assert status == 1 and "no metric matches nothing*" in err
 
 
@@ -162,7 +162,7 @@ def test_thinning_keeps_every_extreme_and_few_points() -> None:
     xs, ys = _plot.thin(x, y, 4000)
     assert len(ys) <= 4000 and ys.max() == 50.0 and ys.min() == -50.0
     assert np.all(np.diff(xs) > 0) and np.array_equal(ys, y[xs.astype(int)])
-    small_x, small_y = _plot.thin(x[:100], y[:100], 4000)
+    _small_x, small_y = _plot.thin(x[:100], y[:100], 4000)
     assert np.array_equal(small_y, y[:100])
 
 
