@@ -345,3 +345,31 @@ def test_reading_imports_no_logger_sdk_or_frame_library() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(result.stdout) == []
+
+
+def test_big_runs_are_cached_until_their_files_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tracklight.runs import _cache, _csv
+
+    monkeypatch.setenv("TRACKLIGHT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_cache, "MIN_POINTS", 1)
+    shutil.copytree(written(tmp_path_factory, "tracklight") / "csv" / "version_0", tmp_path / "run")
+    first = runs.open(tmp_path / "run").points()
+    (entry,) = (tmp_path / "cache").glob("*.npz")
+
+    def no_reading(self: Any) -> Any:
+        raise AssertionError("read from the files although the cache has the run")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(_csv.CSVRun, "_read", no_reading)
+        again = runs.open(tmp_path / "run").points()
+    assert {name: (p.step.tolist(), p.value.tolist()) for name, p in again.items()} == {
+        name: (p.step.tolist(), p.value.tolist()) for name, p in first.items()
+    }
+    with open(tmp_path / "run" / "metrics.csv", "a") as handle:
+        handle.write("1,99,0.5,\n")  # a new row: a new entry, read from the file
+    assert runs.open(tmp_path / "run").metric("train_loss").step.tolist()[-1] == 99
+    (newest,) = set((tmp_path / "cache").glob("*.npz")) - {entry}
+    newest.write_bytes(b"damaged")  # a damaged entry is passed over: the files are read
+    assert runs.open(tmp_path / "run").metric("train_loss").step.tolist()[-1] == 99

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Any
 
@@ -11,6 +12,7 @@ from tracklight import runs as runs_api
 from tracklight.cli import _plot
 from tracklight.cli._output import Output
 from tracklight.runs import Run, RunError
+from tracklight.runs._run import summarize
 
 __all__ = ["cli"]
 
@@ -74,17 +76,17 @@ def show(run: str, patterns: tuple[str, ...], as_json: bool) -> None:
     for opened, info in _infos(output, _open(output, (run,))):
         try:
             params = opened.params()
-            summary = opened.summary(patterns or None)
+            points = opened.points()
+            metrics = [summarize(name, points[name]) for name in opened.select(patterns or None)]
         except RunError as error:
             output.error(error)
             continue
         shown.append(info)
-        metrics = [{"metric": name, **row} for name, row in summary.to_dict("index").items()]
         details.append({"ref": info.ref, "params": params, "metrics": metrics})
         if not as_json:
             output.run_header(info)
             output.table("hyperparameters", ["NAME", "VALUE"], [[k, str(v)] for k, v in params.items()])
-            columns = ["METRIC", "POINTS", "FIRST STEP", "LAST STEP", "LAST", "MIN", "AT STEP", "MAX", "AT STEP "]
+            columns = ["METRIC", "POINTS", "FIRST STEP", "LAST STEP", "LAST", "MIN", "AT STEP", "MAX", "AT STEP"]
             rows = [
                 [
                     m["metric"],
@@ -131,7 +133,7 @@ def plot(
                 _plot.save(_plot.figure(drawn, x_axis, log_y), target)
                 output.note(f"wrote {target}: {len(drawn)} panel(s), {len(pairs)} run(s)")
             elif not as_json:
-                width = min(output.console.width, 120)
+                width = min(shutil.get_terminal_size((100, 24)).columns, 120)
                 click.echo(_plot.terminal(drawn, x_axis, log_y, width=width, color=sys.stdout.isatty()))
         except RunError as error:
             output.error(error)
@@ -166,7 +168,7 @@ def compare(refs: tuple[str, ...], patterns: tuple[str, ...], show_all: bool, as
         shared = sorted(set.intersection(*chosen) - (set() if patterns else {"epoch"})) if pairs else []
         for name in shared:
             lower = any(word in name.lower() for word in _LOWER_IS_BETTER)
-            summaries = [run.summary([name]).to_dict("index").get(name, {}) for run, _ in pairs]
+            summaries = [summarize(name, run.points()[name]) for run, _ in pairs]
             metrics.append(
                 {
                     "metric": name,

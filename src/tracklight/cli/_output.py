@@ -1,4 +1,4 @@
-"""What the commands print: rich tables for people, one JSON document for programs.
+"""What the commands print: aligned tables for people, one JSON document for programs.
 
 Every ``--json`` output is one object with the same three keys, plus the command's own:
 
@@ -56,10 +56,7 @@ class Output:
         self.command = command
         self.as_json = as_json
         self.errors: list[RunError] = []
-        # Piped or captured, lines are as long as their content: a reference is never cut or folded.
-        width = None if sys.stdout.isatty() else 1000
-        self.console = Console(width=width, soft_wrap=False, highlight=False)
-        self.error_console = Console(stderr=True, width=width, highlight=False)
+        self.error_console = Console(stderr=True, highlight=False)  # errors in red, the progress bar
 
     def error(self, error: RunError) -> None:
         self.errors.append(error)
@@ -68,7 +65,7 @@ class Output:
 
     def note(self, text: str) -> None:
         if not self.as_json:
-            self.console.print(text, soft_wrap=True, markup=False)
+            sys.stdout.write(text + "\n")
 
     def finish(self, runs: list[RunInfo], **extra: Any) -> int:
         """Print the JSON document (with ``--json``); the exit status: 1 when any error was reported."""
@@ -85,15 +82,23 @@ class Output:
     def table(
         self, title: str | None, columns: list[str], rows: list[list[Any]], right: Set[str] = frozenset()
     ) -> None:
-        from rich import box
-        from rich.table import Table
+        """A plain, aligned table: cells are never cut or folded, so a reference can be copied whole (and a
+        thousand rows print in milliseconds, where a rich table takes seconds)."""
+        cells = [[cell if isinstance(cell, str) else _number(cell) for cell in row] for row in rows]
+        widths = [max([len(column)] + [len(row[index]) for row in cells]) for index, column in enumerate(columns)]
 
-        table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-        for column in columns:
-            table.add_column(column, justify="right" if column in right else "left", overflow="fold")
-        for row in rows:
-            table.add_row(*[_number(cell) if not isinstance(cell, str) else cell for cell in row])
-        self.console.print(table)
+        def line(values: list[str]) -> str:
+            aligned = [
+                value.rjust(width) if column in right else value.ljust(width)
+                for value, width, column in zip(values, widths, columns, strict=True)
+            ]
+            return "  ".join(aligned).rstrip()
+
+        text = ["", title] if title else []
+        text += [line(columns), "  ".join("-" * width for width in widths)]
+        text += [line(row) for row in cells]
+        sys.stdout.write("\n".join(text) + "\n")
+        sys.stdout.flush()
 
     # ---- one renderer per kind of content ------------------------------------------------------------------
 
@@ -116,7 +121,7 @@ class Output:
         self.table(None, columns, rows, right={"STEPS", "METRICS", "PARAMS"})
 
     def run_header(self, info: RunInfo) -> None:
-        self.console.print(f"[bold]{info.ref}[/bold]", soft_wrap=True)
+        self.note(info.ref)
         details = [
             f"backend {info.backend}",
             f"name {info.name or '-'}",
@@ -124,4 +129,4 @@ class Output:
             f"status {info.status or '-'}",
             f"updated {_when(info.updated)}",
         ]
-        self.console.print("  " + ", ".join(details), markup=False, soft_wrap=True)
+        self.note("  " + ", ".join(details))

@@ -76,6 +76,9 @@ class CometRun(Run):
             params=len(self.params()),
         )
 
+    def _sources(self) -> list[str]:
+        return [self.path]
+
     def params(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for payload in self._payloads("parameter_msg"):

@@ -78,6 +78,9 @@ class CSVRun(Run):
     def media(self) -> list[MediaFile]:
         return media_index(self.path)
 
+    def _sources(self) -> list[str]:
+        return [self.metrics_path]
+
     # ---- cheap reads for ls ------------------------------------------------------------------------------
 
     def _header(self) -> list[str]:

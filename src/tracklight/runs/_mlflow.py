@@ -91,6 +91,9 @@ class MlflowSqliteRun(_MlflowRun):
         if not self.row:
             raise RunError(self.ref, f"no run {run_id} in the MLflow store {database}")
 
+    def _sources(self) -> list[str]:
+        return [self.path]
+
     def params(self) -> dict[str, Any]:
         with _connect(self.path) as db:
             return dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ? ORDER BY key", (self.run_id,)))
@@ -139,6 +142,9 @@ class MlflowFileRun(_MlflowRun):
 
     def params(self) -> dict[str, Any]:
         return _key_files(os.path.join(self.path, "params"))
+
+    def _sources(self) -> list[str]:
+        return list(_metric_files(os.path.join(self.path, "metrics")).values())
 
     def _read(self) -> dict[str, Points]:
         found = {}

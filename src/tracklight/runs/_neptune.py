@@ -76,6 +76,9 @@ class NeptuneRun(Run):
             params=len(self.params()),
         )
 
+    def _sources(self) -> list[str]:
+        return [os.path.join(self.path, LOG)]
+
     def params(self) -> dict[str, Any]:
         found = {}
         for path, value in self.atoms().items():

@@ -127,13 +127,19 @@ class Run(ABC):
         """The run's media files (images, tables, text...), oldest first."""
         return []
 
+    def _sources(self) -> list[str]:
+        """The files the points are read from: a reader that names them gets its big runs cached."""
+        return []
+
     # ---- shared -----------------------------------------------------------------------------------------
 
     def points(self) -> dict[str, Points]:
         """Every metric's points, read once and kept."""
         with self._lock:
             if self._cache is None:
-                self._cache = self._read()
+                from tracklight.runs._cache import cached
+
+                self._cache = cached(self.backend, self._sources(), self._read, extra=self.ref)
             return self._cache
 
     def metric_names(self) -> list[str]:

@@ -50,6 +50,9 @@ class SpillRun(Run):
             params=len(self.params()),
         )
 
+    def _sources(self) -> list[str]:
+        return [self.path]
+
     def params(self) -> dict[str, Any]:
         return {str(item.get("key")): item.get("value") for item in self.parsed()[1] if item.get("kind") == "param"}
 

@@ -81,6 +81,9 @@ class TensorBoardRun(Run):
                 found.append(MediaFile(tag, "image", step, f"{step}_{number}.png", _constant(image)))
         return found + media_index(self.path)
 
+    def _sources(self) -> list[str]:
+        return self.event_files()
+
     def _files(self) -> list[_tfrecord.Decoded]:
         with self._lock:
             if self._decoded is None:

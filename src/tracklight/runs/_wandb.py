@@ -271,6 +271,9 @@ class WandbRun(Run):
     def params(self) -> dict[str, Any]:
         return flatten(self.stored().config)
 
+    def _sources(self) -> list[str]:
+        return [self.log_file]
+
     def _read(self) -> dict[str, Points]:
         columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
         for row in self.stored().history:
