@@ -10,8 +10,11 @@ store): nothing is dropped without a line in the report.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -179,3 +182,18 @@ def missing_times(source: Source) -> int:
 
 def extension(name: str, default: str = "bin") -> str:
     return name.rpartition(".")[2].lower() if "." in name else default
+
+
+@contextlib.contextmanager
+def staged_media(source: Source) -> Iterator[list[tuple[Any, str]]]:
+    """Each media file of the source written to a temporary folder: ``(media, path)``."""
+    with tempfile.TemporaryDirectory(prefix="tracklight-export-") as staging:
+        paths = []
+        for number, media in enumerate(source.media):
+            folder = os.path.join(staging, str(number))
+            os.makedirs(folder)
+            path = os.path.join(folder, media.name)
+            with open(path, "wb") as handle:
+                handle.write(media.load())
+            paths.append((media, path))
+        yield paths

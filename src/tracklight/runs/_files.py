@@ -11,14 +11,14 @@ import yaml
 from tracklight.params import flatten
 from tracklight.runs._run import MediaFile
 
-__all__ = ["media_index", "mtime", "name_and_version", "read_hparams", "tail"]
+__all__ = ["file_reader", "media_index", "mtime", "name_and_version", "read_hparams", "tail"]
 
 
 def read_hparams(path: str) -> dict[str, Any]:
     """An ``hparams.yaml`` (Lightning's or tracklight's), flattened; {} when the file is missing.
 
     Lightning may write ``!!python/...`` tags (tuples, Namespaces); those are read as plain values, never
-    constructed. Raises ``yaml.YAMLError`` for a file that is not YAML.
+    constructed. Raises :class:`RunError` naming the file when it is not YAML.
     """
     try:
         with open(path, "rb") as handle:
@@ -87,13 +87,15 @@ def media_index(folder: str) -> list[MediaFile]:
                     kind=str(record.get("kind", "file")),
                     step=record.get("step"),
                     name=os.path.basename(relative),
-                    load=_reader(path),
+                    load=file_reader(path),
                 )
             )
     return found
 
 
-def _reader(path: str) -> Any:
+def file_reader(path: str) -> Any:
+    """A ``MediaFile.load`` that reads ``path`` when called."""
+
     def load() -> bytes:
         with open(path, "rb") as handle:
             return handle.read()

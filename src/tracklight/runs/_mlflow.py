@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import yaml
 
-from tracklight.runs._files import mtime
+from tracklight.runs._files import file_reader, mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo
 
 __all__ = ["MlflowFileRun", "MlflowServerRun", "MlflowSqliteRun", "from_ref", "scan", "sqlite_ref"]
@@ -78,7 +78,7 @@ class _MlflowRun(Run):
                     key, step, kind = match["key"], int(match["step"]), "image"
                 else:
                     key, step, kind = relative, None, "file"
-                found.append(MediaFile(key, kind, step, name, _reader(path)))
+                found.append(MediaFile(key, kind, step, name, file_reader(path)))
         return found
 
 
@@ -329,11 +329,3 @@ def _local_path(uri: str) -> str | None:
     if "://" in uri or uri.startswith("mlflow-artifacts:"):
         return None
     return uri
-
-
-def _reader(path: str) -> Any:
-    def load() -> bytes:
-        with open(path, "rb") as handle:
-            return handle.read()
-
-    return load

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from tracklight.runs._files import mtime
+from tracklight.runs._files import file_reader, mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo, last_step, last_time
 
 __all__ = ["NeptuneRun", "scan"]
@@ -119,7 +119,7 @@ class NeptuneRun(Run):
                 extension = operation.get("ext") or ""
                 name = os.path.basename(path) + (f".{extension}" if extension else "")
                 kind = "image" if extension in ("png", "jpg", "jpeg") else "file"
-                found[path] = MediaFile(path, kind, None, name, _reader(source))
+                found[path] = MediaFile(path, kind, None, name, file_reader(source))
             elif operation.get("type") == "DeleteAttribute":
                 found.pop(path, None)
         return list(found.values())
@@ -128,14 +128,6 @@ class NeptuneRun(Run):
 def _container_id(folder: str) -> str | None:
     name = os.path.basename(os.path.normpath(folder))
     return name.split("__")[1] if name.count("__") >= 2 else None
-
-
-def _reader(path: str) -> Any:
-    def load() -> bytes:
-        with open(path, "rb") as handle:
-            return handle.read()
-
-    return load
 
 
 def scan(folder: str, names: set[str]) -> list[Run]:

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from tracklight.runs._files import mtime
+from tracklight.runs._files import file_reader, mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo, last_step, last_time
 
 __all__ = ["SpillRun", "is_spill_file", "scan"]
@@ -78,7 +78,7 @@ class SpillRun(Run):
             path = item.get("path")
             if item.get("kind") == "artifact" and isinstance(path, str) and os.path.isfile(path):
                 key = "/".join(part for part in (item.get("artifact_path"), os.path.basename(path)) if part)
-                found.append(MediaFile(key, "file", None, os.path.basename(path), _reader(path)))
+                found.append(MediaFile(key, "file", None, os.path.basename(path), file_reader(path)))
         return found
 
 
@@ -108,14 +108,6 @@ def _parse(path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         elif not str(item.get("kind", "_")).startswith("_"):
             items.append(item)
     return target, items
-
-
-def _reader(path: str) -> Any:
-    def load() -> bytes:
-        with open(path, "rb") as handle:
-            return handle.read()
-
-    return load
 
 
 def is_spill_file(path: str) -> bool:

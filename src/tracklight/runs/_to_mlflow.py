@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
-import tempfile
 import time
 from typing import Any
 
 from tracklight._imports import require
-from tracklight.runs._export import Exported, Progress, Source
+from tracklight.runs._export import Exported, Progress, Source, staged_media
 
 __all__ = ["MlflowWriter"]
 
@@ -135,13 +133,8 @@ class MlflowWriter:
             shown = ", ".join(f"{old!r} -> {new!r}" for old, new in list(renamed.items())[:10])
             done.refused.append(f"MLflow refuses some characters in keys: renamed {len(renamed)} ({shown})")
 
-        with tempfile.TemporaryDirectory(prefix="tracklight-export-") as staging:
-            for number, media in enumerate(source.media):
-                folder = os.path.join(staging, str(number))
-                os.makedirs(folder)
-                path = os.path.join(folder, media.name)
-                with open(path, "wb") as handle:
-                    handle.write(media.load())
+        with staged_media(source) as staged:
+            for media, path in staged:
                 step = "" if media.step is None else f"/step_{media.step}"
                 self.client.log_artifact(
                     run_id, path, artifact_path=f"media/{media.kind}/{mlflow_key(media.key)}{step}"

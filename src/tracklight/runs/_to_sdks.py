@@ -12,14 +12,12 @@ import contextlib
 import glob
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
 from tracklight._imports import require
-from tracklight.runs._export import Exported, Progress, Source, extension, missing_times, rows_by_step
+from tracklight.runs._export import Exported, Progress, Source, extension, missing_times, rows_by_step, staged_media
 
 __all__ = ["CometWriter", "NeptuneWriter", "WandbWriter"]
 
@@ -39,21 +37,6 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-@contextlib.contextmanager
-def _media_files(source: Source) -> Iterator[list[tuple[Any, str]]]:
-    """Each media file of the source written to a temporary folder: ``(media, path)``."""
-    with tempfile.TemporaryDirectory(prefix="tracklight-export-") as staging:
-        paths = []
-        for number, media in enumerate(source.media):
-            folder = os.path.join(staging, str(number))
-            os.makedirs(folder)
-            path = os.path.join(folder, media.name)
-            with open(path, "wb") as handle:
-                handle.write(media.load())
-            paths.append((media, path))
-        yield paths
 
 
 class WandbWriter:
@@ -89,7 +72,7 @@ class WandbWriter:
                 done.points += len(row) - 1 - ("_timestamp" in row)
                 progress(len(row) - 1 - ("_timestamp" in row))
             others = []
-            with _media_files(source) as media_paths:
+            with staged_media(source) as media_paths:
                 for media, path in media_paths:
                     if media.kind == "image":
                         run.log({media.key: wandb.Image(path), _STEP_KEY: media.step or 0})
@@ -146,7 +129,7 @@ class CometWriter:
                 experiment.log_metric(name, value, step=step)
             done.points += len(points)
             progress(len(points))
-        with _media_files(source) as media_paths:
+        with staged_media(source) as media_paths:
             for media, path in media_paths:
                 if media.kind == "image":
                     experiment.log_image(path, name=media.key, step=media.step)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracklight.params import flatten
-from tracklight.runs._files import mtime
+from tracklight.runs._files import file_reader, mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo, last_step, last_time
 
 __all__ = ["HEADER", "StoredArtifact", "StoredRun", "WandbRun", "payloads", "read_run", "read_runs", "records", "scan"]
@@ -302,16 +302,8 @@ class WandbRun(Run):
                 for relative in paths:
                     path = os.path.join(files, relative)
                     if os.path.isfile(path):
-                        found.append(MediaFile(key, kind, step, os.path.basename(relative), _reader(path)))
+                        found.append(MediaFile(key, kind, step, os.path.basename(relative), file_reader(path)))
         return found
-
-
-def _reader(path: str) -> Any:
-    def load() -> bytes:
-        with open(path, "rb") as handle:
-            return handle.read()
-
-    return load
 
 
 def scan(folder: str, names: set[str]) -> list[Run]:
