@@ -47,10 +47,7 @@ class CSVRun(Run):
         )
 
     def params(self) -> dict[str, Any]:
-        try:
-            return read_hparams(self.hparams_path)
-        except Exception as err:  # a damaged YAML file: say which
-            raise RunError(self.hparams_path, f"cannot be read as YAML ({err})") from err
+        return read_hparams(self.hparams_path)
 
     def _read(self) -> dict[str, Points]:
         import pandas as pd

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from tracklight.params import flatten
-from tracklight.runs._run import MediaFile
+from tracklight.runs._run import MediaFile, RunError
 
 __all__ = ["file_reader", "media_index", "mtime", "name_and_version", "read_hparams", "tail"]
 
@@ -27,15 +27,18 @@ def read_hparams(path: str) -> dict[str, Any]:
         return {}
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        loaded = yaml.load(text, Loader=loader)
-    except yaml.constructor.ConstructorError:
-        from tracklight.params import _PythonTagsAsPlain
-
-        plain = _PythonTagsAsPlain(text)
         try:
-            loaded = plain.get_single_data()
-        finally:
-            plain.dispose()
+            loaded = yaml.load(text, Loader=loader)
+        except yaml.constructor.ConstructorError:
+            from tracklight.params import _PythonTagsAsPlain
+
+            plain = _PythonTagsAsPlain(text)
+            try:
+                loaded = plain.get_single_data()
+            finally:
+                plain.dispose()
+    except yaml.YAMLError as err:
+        raise RunError(path, f"cannot be read as YAML ({err})") from err
     return flatten(loaded) if isinstance(loaded, dict) else {}
 
 

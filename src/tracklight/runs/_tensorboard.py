@@ -55,10 +55,7 @@ class TensorBoardRun(Run):
     def params(self) -> dict[str, Any]:
         path = os.path.join(self.path, "hparams.yaml")
         if os.path.exists(path):
-            try:
-                return read_hparams(path)
-            except Exception as err:
-                raise RunError(path, f"cannot be read as YAML ({err})") from err
+            return read_hparams(path)
         return _plugin_hparams([c for d in self._files() for c in d.hparams_content])
 
     def _read(self) -> dict[str, Points]:
