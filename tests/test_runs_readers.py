@@ -220,6 +220,9 @@ def test_damaged_files_are_named_and_the_other_runs_still_listed(
     log.write_bytes(b"not a W&B log at all")
     (tmp_path / "broken" / "version_0").mkdir(parents=True)
     (tmp_path / "broken" / "version_0" / "metrics.csv").write_text('step,loss\n0,1.0\n1,"2.0,3\n')
+    (tmp_path / "badyaml").mkdir()
+    (tmp_path / "badyaml" / "metrics.csv").write_text("step,loss\n0,1.0\n")
+    (tmp_path / "badyaml" / "hparams.yaml").write_text("lr: [0.1,\n")
     (event,) = (tmp_path / "tb" / "version_0").glob("*.tracklight")
     data = bytearray(event.read_bytes())
     data[200:230] = b"\xff" * 30  # garbage inside a record
@@ -238,6 +241,7 @@ def test_damaged_files_are_named_and_the_other_runs_still_listed(
     assert str(log) in messages and "damaged" in messages
     assert str(event) in messages
     assert f"{tmp_path / 'nothing-here'}: no such file or folder" in messages
+    assert f"{tmp_path / 'badyaml' / 'hparams.yaml'}: cannot be read as YAML" in messages
     with pytest.raises(RunError, match=r"metrics\.csv: is damaged"):
         runs.open(tmp_path / "broken" / "version_0").points()
     with pytest.raises(RunError, match="holds no run"):

@@ -5,12 +5,13 @@ Neptune runs, tracklight's spill files), ``open`` opens one from what ``tracklig
 writes runs into another backend. A :class:`Run` gives its hyperparameters and its metrics as pandas frames.
 Nothing here imports a logger, and pandas is imported only when a frame is asked for.
 
-Example:
-    >>> from tracklight import runs
-    >>> for run in runs.find("demo_logs"):  # doctest: +SKIP
-    ...     print(run.ref, run.info().steps)
-    >>> run = runs.open("demo_logs/csv/version_0")  # doctest: +SKIP
-    >>> run.metric("val/acc").tail()  # a frame: step, value, time  # doctest: +SKIP
+In a notebook::
+
+    from tracklight import runs
+
+    for run in runs.find("demo_logs"):
+        print(run.ref, run.info().steps)
+    runs.open("demo_logs/csv/version_0").metric("val/acc").tail()  # a frame: step, value, time
 """
 
 from __future__ import annotations

@@ -80,19 +80,14 @@ class CometRun(Run):
         return [self.path]
 
     def params(self) -> dict[str, Any]:
-        """The parameters logged by hand, and those Comet took from the script's command line (``source: cli``,
-        which Comet shows as parameters too and which keep a manual one of the same name from being sent);
-        not the SDK's own ``curr_step``/``curr_epoch``."""
-        manual: dict[str, Any] = {}
-        command_line: dict[str, Any] = {}
+        """The parameters logged by hand (``source: manual``): not those Comet parses from the command line of
+        whatever process ran (``cli``), nor its own ``curr_step``/``curr_epoch`` (``auto-logged``)."""
+        found: dict[str, Any] = {}
         for payload in self._payloads("parameter_msg"):
             for param in _params_of(payload):
-                source = param.get("source", "manual")
-                if source in ("manual", "cli"):
-                    (manual if source == "manual" else command_line)[str(param.get("paramName"))] = param.get(
-                        "paramValue"
-                    )
-        return flatten({**command_line, **manual})
+                if param.get("source", "manual") == "manual":
+                    found[str(param.get("paramName"))] = param.get("paramValue")
+        return flatten(found)
 
     def _read(self) -> dict[str, Points]:
         columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
