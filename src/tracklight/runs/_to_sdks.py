@@ -25,6 +25,18 @@ _STEP_KEY = "trainer/global_step"  # the step axis tracklight's and Lightning's 
 
 
 @contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """The SDK's start and stop banners are not ours to print: its logger at WARNING, and back after."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _environment(**values: str) -> Iterator[None]:
     """Set environment variables the SDKs read at start, and put back what was there."""
     before = {name: os.environ.get(name) for name in values}
@@ -156,10 +168,8 @@ class NeptuneWriter:
         neptune = require("neptune", "neptune")
         from neptune.types import File
 
-        logging.getLogger("neptune").setLevel(logging.WARNING)  # its start and stop banners are not ours to print
-
         data_dir = os.path.join(self.root, ".neptune")
-        with _environment(NEPTUNE_DATA_DIRECTORY=data_dir, NEPTUNE_MODE="offline"):
+        with _environment(NEPTUNE_DATA_DIRECTORY=data_dir, NEPTUNE_MODE="offline"), _quiet("neptune"):
             before = set(glob.glob(os.path.join(data_dir, "offline", "*")))
             run = neptune.init_run(
                 mode="offline",
