@@ -298,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-dir", default="demo_logs", help="where every backend writes (default: demo_logs)")
     parser.add_argument("--max-epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lr", type=float, default=3e-3, help="learning rate (a second run with another: compare them)"
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     # A model this small trains fastest on one thread; more would compete with the loggers' background threads.
     torch.set_num_threads(1)
     seed_everything(args.seed, verbose=False)
-    model = DigitClassifier()
+    model = DigitClassifier(lr=args.lr)
     train_loader, val_loader = digit_loaders(model.hparams.batch_size, args.seed)
     logger = pl_loggers.LoggerCollection(make_loggers(args.save_dir))
     timer = Timer()
@@ -332,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     for backend in logger.loggers:
         print("  " + "\n  ".join(where_to_look(backend)))
     print(f"  checkpoint   {shown(trainer.checkpoint_callback.best_model_path)}")
+    csv_run = next(shown(b.log_dir) for b in logger.loggers if isinstance(b, pl_loggers.CSVLogger))
+    tracklight = this_environment("tracklight")
+    print(
+        "\nEvery run, whatever wrote it, from the command line (pip install 'tracklight[cli]'):\n"
+        f"  {tracklight} ls {shlex.quote(shown(args.save_dir))}\n"
+        f"  {tracklight} plot {shlex.quote(csv_run)} -m 'val/*' -o val.png   (without -o: in the terminal)"
+    )
     return 0
 
 

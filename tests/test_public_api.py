@@ -28,6 +28,7 @@ TRACKLIGHT_ALL = [
     "media",
     "params",
     "reducer",
+    "runs",
     "MetricReducer",
     "LightningReducer",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "media",
     "params",
     "reducer",
+    "runs",
 ]
 
 _LAZY = {
@@ -56,10 +57,10 @@ _LAZY = {
     "MissingDependencyError": "tracklight._errors",
     "UnsafePathError": "tracklight._errors",
 }
-_SUBMODULES = ("loggers", "media", "params", "lightning", "reducer")
+_SUBMODULES = ("loggers", "media", "params", "lightning", "reducer", "runs")
 
 if TYPE_CHECKING:
-    from tracklight import lightning, loggers, media, params, reducer  # noqa: F401
+    from tracklight import lightning, loggers, media, params, reducer, runs  # noqa: F401
     from tracklight._errors import (
         InvalidMetricError,
         MissingDependencyError,

@@ -1,0 +1,135 @@
+"""Reader of offline Neptune runs: ``<data dir>/.neptune/offline/run__<id>__.../data-1.log`` (what ``neptune
+sync`` uploads later), one JSON operation per line. Series (``LogFloats``) are metrics, with their steps
+and timestamps; atoms (``Assign*``) under a ``hyperparams`` or ``parameters`` namespace are hyperparameters
+(Lightning's ``NeptuneLogger`` writes ``training/hyperparams/...``), keyed by the path after it; uploaded
+files are media. The SDK's own readings (``monitoring/``, ``sys/``) are left out of the metrics.
+
+Plain JSON: reading needs no Neptune SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tracklight.runs._files import file_reader, mtime
+from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo, last_step, last_time
+
+__all__ = ["NeptuneRun", "scan"]
+
+LOG = "data-1.log"
+_SYSTEM = ("monitoring", "sys", "source_code")
+_PARAM_NAMESPACES = ("hyperparams", "parameters")
+
+
+class NeptuneRun(Run):
+    backend = "neptune"
+
+    def __init__(self, ref: str, path: str) -> None:
+        super().__init__(ref, path)
+        self._operations: list[dict[str, Any]] | None = None
+
+    def operations(self) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._operations is None:
+                log = os.path.join(self.path, LOG)
+                try:
+                    with open(log, encoding="utf-8") as handle:
+                        lines = handle.readlines()
+                except OSError as err:
+                    raise RunError(log, f"cannot be read ({err.strerror})") from err
+                operations = []
+                for line in lines:
+                    try:
+                        operations.append(json.loads(line)["obj"])
+                    except (ValueError, KeyError, TypeError):  # a line cut short by a crash
+                        continue
+                self._operations = operations
+            return self._operations
+
+    def atoms(self) -> dict[str, Any]:
+        """The value of every atom by path, after deletions."""
+        found: dict[str, Any] = {}
+        for operation in self.operations():
+            path = "/".join(operation.get("path", []))
+            kind = str(operation.get("type", ""))
+            if kind.startswith("Assign"):
+                found[path] = operation.get("value")
+            elif kind == "DeleteAttribute":
+                found.pop(path, None)
+        return found
+
+    def info(self) -> RunInfo:
+        atoms = self.atoms()
+        points = self.points()
+        failed = atoms.get("sys/failed")
+        return RunInfo(
+            ref=self.ref,
+            backend=self.backend,
+            name=atoms.get("sys/name") or None,
+            version=atoms.get("sys/custom_run_id") or _container_id(self.path),
+            status="failed" if failed else None,
+            steps=last_step(points),
+            updated=last_time(points) or mtime(os.path.join(self.path, LOG)),
+            metrics=len(points),
+            params=len(self.params()),
+        )
+
+    def _sources(self) -> list[str]:
+        return [os.path.join(self.path, LOG)]
+
+    def params(self) -> dict[str, Any]:
+        found = {}
+        for path, value in self.atoms().items():
+            parts = path.split("/")
+            for namespace in _PARAM_NAMESPACES:
+                if namespace in parts[:-1]:
+                    found["/".join(parts[parts.index(namespace) + 1 :])] = value
+                    break
+        return dict(sorted(found.items()))
+
+    def _read(self) -> dict[str, Points]:
+        columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
+        for operation in self.operations():
+            kind = operation.get("type")
+            path_parts = operation.get("path", [])
+            if not path_parts or path_parts[0] in _SYSTEM:
+                continue
+            path = "/".join(path_parts)
+            if kind == "ClearFloatLog":
+                columns.pop(path, None)
+            elif kind == "LogFloats":
+                steps, values, times = columns.setdefault(path, ([], [], []))
+                for entry in operation.get("values", []):
+                    step = entry.get("step")
+                    steps.append(int(step) if step is not None else len(steps))
+                    values.append(float(entry.get("value")))
+                    times.append(float(entry.get("ts") or "nan"))
+        return {path: Points.of(*column) for path, column in columns.items() if column[0]}
+
+    def media(self) -> list[MediaFile]:
+        found: dict[str, MediaFile] = {}
+        for operation in self.operations():
+            path = "/".join(operation.get("path", []))
+            if operation.get("type") == "UploadFile":
+                source = operation.get("file_path") or os.path.join(
+                    self.path, "upload_path", str(operation.get("tmp_file_name"))
+                )
+                extension = operation.get("ext") or ""
+                name = os.path.basename(path) + (f".{extension}" if extension else "")
+                kind = "image" if extension in ("png", "jpg", "jpeg") else "file"
+                found[path] = MediaFile(path, kind, None, name, file_reader(source))
+            elif operation.get("type") == "DeleteAttribute":
+                found.pop(path, None)
+        return list(found.values())
+
+
+def _container_id(folder: str) -> str | None:
+    name = os.path.basename(os.path.normpath(folder))
+    return name.split("__")[1] if name.count("__") >= 2 else None
+
+
+def scan(folder: str, names: set[str]) -> list[Run]:
+    """The offline Neptune run in ``folder``, if it holds a ``data-1.log``."""
+    return [NeptuneRun(folder, folder)] if LOG in names else []
