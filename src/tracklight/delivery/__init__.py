@@ -14,7 +14,7 @@ it could not send, for ``python -m tracklight.delivery replay <spill file>``.
 
 from __future__ import annotations
 
-from tracklight.delivery.batch import DeliveryReport, Sink, batch_size
+from tracklight.delivery.batch import DeliveryReport, ItemFailed, Sink, batch_size
 from tracklight.delivery.worker import Delivery
 
-__all__ = ["Delivery", "DeliveryReport", "Sink", "batch_size"]
+__all__ = ["Delivery", "DeliveryReport", "ItemFailed", "Sink", "batch_size"]
