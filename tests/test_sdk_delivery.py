@@ -312,3 +312,36 @@ def test_finalize_says_what_is_left_and_how_to_send_it(
     logger._remote.timeout = 60
     _ = logger.experiment
     assert values_of(sdk.read(logger), "a") == [float(step) for step in range(20)]
+
+
+EXIT_SCRIPT = """
+import sys, time, types
+import pytest
+from test_sdk_delivery import SDKS
+
+sdk = next(candidate for candidate in SDKS if candidate.id == sys.argv[1])
+logger = sdk.make(sys.argv[2])
+sdk.wrap(logger, pytest.MonkeyPatch(), lambda args: time.sleep(0.005))  # a slow SDK: 1 s for what follows
+for step in range(200):
+    logger.log_metrics({"a": float(step)}, step=step)
+print("LOGGED", logger.save_dir, logger.version, logger._remote.backlog > 0, flush=True)
+# no finalize: the process ends with values still queued, and the SDK ends its run in its exit hook
+"""
+
+
+def test_values_still_queued_at_exit_reach_the_run_before_the_sdk_ends_it(sdk: Sdk, root: Path) -> None:
+    import os
+    import subprocess
+    import types
+
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, sdk.id, str(root)], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("LOGGED ")]
+    save_dir, version, queued = line.split(" ")[1:]
+    assert queued == "True"  # the exit came while values were still queued
+    logged = types.SimpleNamespace(save_dir=save_dir, version=version)
+    assert values_of(sdk.read(logged), "a") == [float(step) for step in range(200)]

@@ -315,7 +315,7 @@ def test_log_model_true_logs_once_at_the_end_with_the_score_as_logged(tmp_path):
 def test_lightning_media_argument_checks(tmp_path):
     logger = WandbLogger(save_dir=tmp_path, offline=True)
     for method, name in (("log_image", "images"), ("log_audio", "audios"), ("log_video", "videos")):
-        with pytest.raises(TypeError, match=f'Expected a list as "{name}", found <class \'str\'>'):
+        with pytest.raises(TypeError, match=f"Expected a list as \"{name}\", found <class 'str'>"):
             getattr(logger, method)("samples", "1.jpg")
         with pytest.raises(ValueError, match="Expected 2 items but only found 1 for caption"):
             getattr(logger, method)("samples", ["1.jpg", "2.jpg"], caption=["caption 1"])

@@ -157,7 +157,7 @@ class NeptuneLogger(Logger):
     def _live(self) -> Any:
         """The run, started (or continued) when needed; what is queued may not have reached it yet."""
         run = self._run_instance
-        if run is not None and not (self._owns_run and run.get_state() == "stopped"):
+        if run is not None and not (self._owns_run and root_of(run).get_state() == "stopped"):
             if self._remote is not None:
                 return run
         else:

@@ -183,7 +183,7 @@ class WandbLogger(WandbMediaLogger):
     def _run(self) -> Any:
         """The run, started (or resumed) when needed; what is queued may not have reached it yet."""
         run = self._experiment
-        if run is not None and not getattr(run, "_is_finished", False):
+        if run is not None and getattr(run, "_is_finished", False) is not True:  # `is`: a stubbed SDK says anything
             if self._remote is not None:
                 return run
         else:
