@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from _comet_neptune_readers import comet_archives, neptune_runs, refuse_network, stop_started_runs
-from _wandb_reader import end_run, offline_env, read_runs
+from _backends import COMET_QUIET, NEPTUNE_QUIET, isolated_backends, teardown_wandb
+from _comet_neptune_readers import comet_archives, neptune_runs
+from _wandb_reader import end_run, read_runs
 from tracklight import TracklightWarning
 from tracklight.loggers import CometLogger, NeptuneLogger, WandbLogger
 
@@ -117,9 +118,6 @@ def _neptune_read(logger: Any) -> Events:
     return events
 
 
-COMET_QUIET = {"display_summary_level": 0, "log_code": False, "log_git_metadata": False, "log_git_patch": False}
-NEPTUNE_QUIET = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False}
-
 SDKS: list[Sdk] = [
     Sdk(
         "wandb",
@@ -158,30 +156,13 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Path) -> Iterator[None]:
     """Offline, files under ``tmp_path``, no network, and every run ended afterwards (as at exit)."""
-    monkeypatch.chdir(tmp_path)
-    offline_env(monkeypatch, tmp_path)
-    for name in ("COMET_API_KEY", "COMET_START_ONLINE", "COMET_OFFLINE_DIRECTORY", "NEPTUNE_API_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NEPTUNE_MODE", "offline")
-    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(root / ".neptune"))
-    attempts = refuse_network(monkeypatch)
-    stop_neptune_runs = stop_started_runs(monkeypatch)
-    yield
-    stop_neptune_runs()
-    end_run()
-    comet_ml = sys.modules.get("comet_ml")
-    running = comet_ml.get_running_experiment() if comet_ml is not None else None
-    if running is not None and not running.ended:
-        running.end()
-    assert attempts == []
+    yield from isolated_backends(monkeypatch, tmp_path, root)
 
 
 @pytest.fixture(autouse=True, scope="module")
 def wandb_service() -> Iterator[None]:
     yield
-    wandb = sys.modules.get("wandb")
-    if wandb is not None:
-        wandb.teardown()
+    teardown_wandb()
 
 
 def values_of(events: Events, key: str) -> list[Any]:
