@@ -16,29 +16,25 @@ sends it later::
 
 from __future__ import annotations
 
-import atexit
 import sys
 import threading
 import time
 import warnings
-import weakref
 from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
 from tracklight._errors import TracklightWarning
-from tracklight.delivery.batch import DeliveryReport, ItemFailed, Sink, batch_size
+from tracklight.delivery import shutdown
+from tracklight.delivery.batch import DeliveryReport, Sink, batch_size
+from tracklight.delivery.send import WEIGHT, Sender
 from tracklight.delivery.spill import Item, SpillFile
 from tracklight.formats import flushing as _flushing
 
 __all__ = ["WEIGHT", "Delivery", "DeliveryReport", "Sink", "batch_size"]
 
-#: Seconds ``close()`` waits for delivery at interpreter exit for a logger that was never finalized.
-EXIT_TIMEOUT = 10.0
 #: ``drain()`` says how it is going when it has waited this long, and again every as long.
 PROGRESS_AFTER = 2.0
-#: The item field that says how much of ``max_pending`` a heavy item (an image) takes; 1 when absent.
-WEIGHT = "_weight"
 
 
 class Delivery:
@@ -106,12 +102,11 @@ class Delivery:
         self._next_attempt = 0.0
         self._last_error: str | None = None
         self._said_down = False
-        self._said_lost = False
         self._spillable = bool(getattr(sink, "spillable", True))
         self._weight = 0  # of what is pending: its length, plus what heavy items weigh beyond 1
         self._room_waiters = 0
-        self.delivered: Counter[str] = Counter()
-        _live.add(self)
+        self._sender = Sender(sink, self._spill, self._cond)
+        shutdown.track(self)
         if self._spillable:  # what cannot be spilled has nothing to write at exit or on SIGTERM
             _flushing.register(self)
         if self._spill.pending:
@@ -185,6 +180,11 @@ class Delivery:
         """Whether nothing is queued, being sent, or kept in the spill file."""
         with self._cond:
             return not (self._pending or self._inflight or self._spill.pending)
+
+    @property
+    def delivered(self) -> Counter[str]:
+        """How many items of each kind the sink took."""
+        return self._sender.delivered
 
     @property
     def backlog(self) -> int:
@@ -272,9 +272,10 @@ class Delivery:
                 if kind == "open":
                     self.sink.open()
                 elif kind == "replay":
-                    self._replay(generation, *payload)
+                    start, end = payload
+                    self._sender.replay(start, end, lambda: not self._stop and generation == self._generation)
                 else:
-                    self._deliver(payload)
+                    self._sender.deliver(payload)
             except Exception as error:
                 self._failed(generation, kind, error)
             else:
@@ -318,75 +319,6 @@ class Delivery:
             if self._failing_since is not None:
                 self._hurry = False  # one quick retry per drain(), then the normal backoff
             return action
-
-    def _deliver(self, items: list[Item]) -> None:
-        """Send ``items``; when the backend refuses them for good, halve the batch to find and keep the bad ones."""
-        try:
-            self.sink.send(items)
-        except ItemFailed as failed:
-            self._lost(items, failed)
-            return
-        except Exception as error:
-            if not self.sink.is_permanent(error):
-                raise
-            if len(items) > 1:
-                middle = len(items) // 2
-                self._deliver(items[:middle])
-                self._deliver(items[middle:])
-                return
-            with self._cond:
-                self._spill.reject(items[0], f"{type(error).__name__}: {error}")
-            warnings.warn(
-                f"{self.sink.describe()} refused a {items[0]['kind']} ({_describe_item(items[0])}): {error}. "
-                f"It is kept in {self._spill.rejected_path}.",
-                TracklightWarning,
-                stacklevel=2,
-            )
-            return
-        with self._cond:
-            self.delivered.update(item["kind"] for item in items)
-
-    def _lost(self, items: list[Item], failed: ItemFailed) -> None:
-        """The sink took ``items`` up to ``failed.index`` and failed on that one for good: keep it (as text, with
-        the reason) beside the spill file, say so the first time, and send the rest."""
-        done, item, rest = items[: failed.index], items[failed.index], items[failed.index + 1 :]
-        error = failed.error
-        with self._cond:
-            self.delivered.update(entry["kind"] for entry in done)
-            self._spill.reject(item, f"{type(error).__name__}: {error}")
-            first = not self._said_lost
-            self._said_lost = True
-        if first:
-            warnings.warn(
-                f"{self.sink.describe()} could not take a {item['kind']} ({_describe_item(item)}): "
-                f"{type(error).__name__}: {error}. Training goes on. It is kept, with the reason, in "
-                f"{self._spill.rejected_path}, as is anything else it cannot take (the report of finalize counts "
-                "them; this is said once).",
-                TracklightWarning,
-                stacklevel=2,
-            )
-        if rest:
-            self._deliver(rest)
-
-    def _replay(self, generation: int, start: int, end: int) -> None:
-        """Send the spill file's items from ``start`` in batches, committing the offset after each one."""
-        entries = self._spill.read(start, end, 10 * self.sink.max_items)
-        index = 0
-        while index < len(entries) and not self._stop and generation == self._generation:
-            rest = [item for item, _ in entries[index:]]
-            # Control lines (``_target``, broken lines) are not sent; they are passed over with the batch.
-            positions = [at for at, item in enumerate(rest) if not str(item.get("kind", "_")).startswith("_")]
-            if not positions:
-                with self._cond:
-                    self._spill.commit(entries[-1][1], Counter())
-                return
-            real = [rest[at] for at in positions]
-            taken = batch_size(real, self.sink.limits, self.sink.max_items, self.sink.max_bytes)
-            self._deliver(real[:taken])
-            last = index + positions[taken - 1]
-            with self._cond:
-                self._spill.commit(entries[last][1], Counter(item["kind"] for item in real[:taken]))
-            index = last + 1
 
     def _succeeded(self, generation: int, kind: str) -> None:
         with self._cond:
@@ -471,23 +403,15 @@ class Delivery:
     def close_before_exit(self) -> None:
         """Close this delivery when the interpreter shuts down, before the exit hooks registered until now.
 
-        An SDK ends its run in an exit hook (``atexit``, or ``threading``'s, which run first and last-registered
-        first); what is still queued must reach the run before that. Call this right after the SDK object is made.
+        An SDK ends its run in an exit hook; call this right after the SDK object is made, so that what is
+        still queued reaches the run first (:mod:`tracklight.delivery.shutdown`).
         """
-        reference = weakref.ref(self)
+        shutdown.close_before_exit(self)
 
-        def close() -> None:
-            delivery = reference()
-            if delivery is not None:
-                _close_at_exit(delivery)
-
-        register = getattr(threading, "_register_atexit", None)
-        try:
-            if register is None:
-                raise RuntimeError("no threading exit hooks")
-            register(close)
-        except RuntimeError:  # shutting down already, or another Python: atexit is the next best
-            atexit.register(close)
+    def has_work_at_exit(self) -> bool:
+        """Whether something is left for exit to deliver (nothing once ``close`` ran and no item came since)."""
+        with self._cond:
+            return not self._closed and bool(self._has_work() or self._inflight)
 
     def _header(self) -> dict[str, Any]:
         return {"factory": self.sink.factory, "destination": self.sink.describe(), "target": self.sink.target()}
@@ -497,7 +421,7 @@ class Delivery:
         queued.update(item["kind"] for item in self._inflight)
         return DeliveryReport(
             destination=self.sink.describe(),
-            delivered=Counter(self.delivered),
+            delivered=Counter(self._sender.delivered),
             kept=+self._spill.kept,
             queued=queued,
             rejected=Counter(self._spill.rejected),
@@ -509,32 +433,3 @@ class Delivery:
 
 def _weigh(items: Iterable[Item]) -> int:
     return sum(item.get(WEIGHT, 1) for item in items)
-
-
-def _describe_item(item: Item) -> str:
-    shown = {key: value for key, value in item.items() if key not in ("kind", WEIGHT)}
-    text = ", ".join(f"{key}={value!r}" for key, value in shown.items())
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-# ---- every live delivery is closed at exit, so what is queued ends up delivered or on disk -----------
-
-_live: weakref.WeakSet[Delivery] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    for delivery in list(_live):
-        _close_at_exit(delivery)
-
-
-def _close_at_exit(delivery: Delivery) -> None:
-    try:
-        with delivery._cond:
-            if delivery._closed or not (delivery._has_work() or delivery._inflight):
-                return  # finalized (and reported) already, or nothing to send
-        report = delivery.close(EXIT_TIMEOUT)
-        if not report.complete:
-            print(f"tracklight: {report}", file=sys.stderr)
-    except Exception as error:  # exiting anyway: say what happened, never raise from an exit hook
-        print(f"tracklight: could not finish delivery to {delivery.sink.describe()}: {error}", file=sys.stderr)
