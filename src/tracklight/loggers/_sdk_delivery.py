@@ -172,6 +172,6 @@ def remove(paths: Iterable[str]) -> None:
 
 
 def _exit_timeout() -> float:
-    from tracklight.delivery.worker import EXIT_TIMEOUT
+    from tracklight.delivery.shutdown import EXIT_TIMEOUT
 
     return EXIT_TIMEOUT

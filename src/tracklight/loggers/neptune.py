@@ -166,7 +166,9 @@ class NeptuneLogger(Logger):
                 self._reopened = True
             run = self._run_instance = self._start()
         if self._remote is None:
-            hint = f"neptune sync --path {os.path.dirname(self.save_dir)}" if self.mode == "offline" else ""
+            project = self._project or os.environ.get("NEPTUNE_PROJECT") or "WORKSPACE/PROJECT"
+            hint = f"neptune sync --path {os.path.dirname(self.save_dir)} --project {project}"
+            hint = hint if self.mode == "offline" else ""
             directory = os.path.join(self.save_dir, "tracklight")
             self._remote = SdkDelivery(type(self).__name__, NeptuneSink(), directory, self._delivery_timeout, hint)
         sink = self._remote.sink
