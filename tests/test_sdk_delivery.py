@@ -317,6 +317,7 @@ def test_values_still_queued_at_exit_reach_the_run_before_the_sdk_ends_it(sdk: S
 
     tests = str(Path(__file__).parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
+    env.pop("WANDB_SERVICE", None)  # a W&B service of its own, as a script has, not this process's
     result = subprocess.run(
         [sys.executable, "-c", EXIT_SCRIPT, sdk.id, str(root)], capture_output=True, text=True, timeout=240, env=env
     )
