@@ -35,8 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from mlflow_overhead import make_loader, make_module  # the same small model and data
 
+from _backends import COMET_QUIET, NEPTUNE_QUIET
 from _comet_neptune_readers import comet_archives, neptune_runs  # the tests' readers of the SDKs' files
-from _offline import COMET_QUIET, NEPTUNE_QUIET
 from _wandb_reader import read_runs
 
 BACKENDS = ("wandb", "comet", "neptune", "mlflow")
