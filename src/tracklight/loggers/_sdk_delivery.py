@@ -110,9 +110,6 @@ class SdkDelivery:
     def put(self, item: dict[str, Any], weight: int = 1) -> None:
         self._delivery.put(item, weight)
 
-    def put_many(self, items: Iterable[dict[str, Any]]) -> None:
-        self._delivery.put_many(items)
-
     @property
     def backlog(self) -> int:
         """Items queued in memory for the worker: at most ``MAX_PENDING`` (logging waits beyond that)."""

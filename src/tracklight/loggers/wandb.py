@@ -433,8 +433,8 @@ def _run_dir(save_dir: str | os.PathLike[str] | None, dir: str | os.PathLike[str
 
 def _value(key: str, value: Any) -> Any:
     """A metric as a number, or a W&B data type (``wandb.Image``, a list of them...) as it is."""
-    if type(value) is float or type(value) is int:
-        return value
+    if type(value) in (float, int, bool):  # the common case first: no W&B type check for plain numbers
+        return to_number(key, value)
     if wandb_media.is_wandb_value(value):
         return value
     if isinstance(value, Mapping):
