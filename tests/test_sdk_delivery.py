@@ -12,13 +12,13 @@ import dataclasses
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _backends import COMET_QUIET, NEPTUNE_QUIET, isolated_backends, teardown_wandb
+from _backends import COMET_QUIET, NEPTUNE_QUIET, backend_fixtures
 from _comet_neptune_readers import comet_archives, neptune_runs
 from _wandb_reader import end_run, read_runs
 from tracklight import TracklightWarning
@@ -148,21 +148,8 @@ def sdk(request: pytest.FixtureRequest) -> Sdk:
     return request.param
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "logs"
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Path) -> Iterator[None]:
-    """Offline, files under ``tmp_path``, no network, and every run ended afterwards (as at exit)."""
-    yield from isolated_backends(monkeypatch, tmp_path, root)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def wandb_service() -> Iterator[None]:
-    yield
-    teardown_wandb()
+# Offline, files under tmp_path, no network, every run ended afterwards (as at exit); W&B's service once.
+_every_backend, root, isolated, wandb_service = backend_fixtures()
 
 
 def values_of(events: Events, key: str) -> list[Any]:
