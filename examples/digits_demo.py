@@ -275,6 +275,16 @@ def where_to_look(logger: pl_loggers.Logger) -> list[str]:
     return [f"{type(logger).__name__:<12} {log_dir or logger.save_dir or '(remote)'}"]
 
 
+def end_run(logger: pl_loggers.Logger) -> None:
+    """End a remote run the way its SDK does; ``experiment`` first hands over what was logged to it."""
+    if isinstance(logger, pl_loggers.WandbLogger):
+        logger.experiment.finish()
+    elif isinstance(logger, pl_loggers.CometLogger):
+        logger.experiment.end()
+    elif isinstance(logger, pl_loggers.NeptuneLogger):
+        logger.run.stop()
+
+
 def hide_noise() -> None:
     """Hide messages that say nothing about this demo, so that its own summary stands out."""
     # The data set is tiny, so worker processes would cost more than they save.
@@ -324,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         enable_model_summary=False,
     )
     trainer.fit(model, train_loader, val_loader)
+    # As with Lightning's loggers, the W&B, Comet and Neptune runs stay open after fit (a trainer.test would
+    # log to them) until the process exits. End them here so their files are complete when listed below.
+    for backend in logger.loggers:
+        end_run(backend)
 
     final = trainer.callback_metrics
     print(

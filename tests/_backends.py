@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from _comet_neptune_readers import refuse_network
+from _comet_neptune_readers import refuse_network, stop_started_runs
 from _contract_readers import (
     NEPTUNE_PREFIX,
     comet_hparams,
@@ -184,7 +184,9 @@ def isolated_backends(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Pat
     monkeypatch.setenv("NEPTUNE_MODE", "offline")
     monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(root / ".neptune"))
     attempts = refuse_network(monkeypatch)
+    stop_neptune_runs = stop_started_runs(monkeypatch)
     yield
+    stop_neptune_runs()  # loggers leave their runs open after finalize, as Lightning's do: end them, as exit would
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:  # a test that failed half-way must not leak its run
         wandb.run.finish()

@@ -63,8 +63,20 @@ class CometArchive:
         return self.zip.read(upload["file_path"])
 
 
+def end_experiment() -> None:
+    """End the process's running Comet experiment, as the process's exit (or the user's ``experiment.end()``)
+    does: that writes its offline archive. Loggers leave it open after ``finalize``, as Lightning's does."""
+    import sys
+
+    comet_ml = sys.modules.get("comet_ml")
+    running = comet_ml.get_running_experiment() if comet_ml is not None else None
+    if running is not None and not running.ended:
+        running.end()
+
+
 def comet_archives(directory: str | os.PathLike[str]) -> list[CometArchive]:
-    """Every offline archive in ``directory``, oldest first."""
+    """Every offline archive in ``directory``, oldest first, once the running experiment was ended."""
+    end_experiment()
     found = []
     for path in sorted(glob.glob(os.path.join(os.fspath(directory), "*.zip")), key=os.path.getmtime):
         archive = zipfile.ZipFile(path)
@@ -127,6 +139,28 @@ def neptune_runs(data_directory: str | os.PathLike[str]) -> list[NeptuneRun]:
             operations = [json.loads(line)["obj"] for line in handle if line.strip()]
         runs.append(NeptuneRun(os.path.dirname(log), operations))
     return runs
+
+
+def stop_started_runs(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Record the Neptune runs started from now on; call what this returns to stop those still open (what the
+    client does at exit: loggers leave their run open after ``finalize``, as Lightning's did)."""
+    import neptune
+
+    started: list[Any] = []
+    init_run = neptune.init_run
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        started.append(init_run(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(neptune, "init_run", recording)
+
+    def stop() -> None:
+        for run in started:
+            if run.get_state() != "stopped":
+                run.stop()
+
+    return stop
 
 
 def assert_steps_increase(run: NeptuneRun) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from _comet_neptune_readers import comet_archives, neptune_runs
-from _wandb_reader import read_runs
+from _wandb_reader import end_run, read_runs
 from tracklight import params
 
 #: ``{metric key: {step: value}}``
@@ -30,6 +30,7 @@ WANDB_STEP = "trainer/global_step"
 
 def wandb_metrics(logger: Any) -> Metrics:
     """Every numeric value of every history row of the logger's run, at the row's trainer step."""
+    end_run()  # W&B writes the run out when it ends (at exit, or here)
     metrics: Metrics = {}
     for run in read_runs(logger.save_dir, logger.version):
         for row in run.history:
@@ -46,6 +47,7 @@ def wandb_metrics(logger: Any) -> Metrics:
 
 def wandb_hparams(logger: Any) -> dict[str, Any]:
     """The run's config: each segment of a resumed run updates the keys it sets, as W&B merges them."""
+    end_run()
     config: dict[str, Any] = {}
     for run in read_runs(logger.save_dir, logger.version):
         config.update(run.config)

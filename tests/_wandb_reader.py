@@ -25,6 +25,19 @@ from tracklight.runs._wandb import (  # noqa: F401 (re-exported for the tests)
 )
 
 
+def end_run() -> None:
+    """End the process's W&B run, as the process's exit (or the user's ``wandb.finish()``) does, and wait until
+    W&B has written its file out. Loggers leave their run open after ``finalize``, as Lightning's do."""
+    import wandb
+
+    from tracklight.loggers.wandb import wait_until_closed
+
+    run = wandb.run
+    if run is not None:
+        run.finish()
+        assert wait_until_closed(run.settings.log_internal), "W&B did not close the run's file"
+
+
 def offline_env(monkeypatch: Any, root: Path) -> None:
     """Offline, quiet, and every W&B directory under ``root``: nothing reaches the network or the home dir."""
     for name in ("WANDB_PROJECT", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_NAME", "WANDB_ENTITY"):

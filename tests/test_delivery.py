@@ -8,6 +8,9 @@ test_mlflow.py and test_mlflow_server.py.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -17,7 +20,7 @@ from typing import Any
 import pytest
 
 from tracklight import TracklightWarning
-from tracklight.delivery import Delivery, batch_size
+from tracklight.delivery import Delivery, ItemFailed, batch_size
 from tracklight.delivery.replay import main
 
 
@@ -252,3 +255,141 @@ def test_replay_refuses_a_spill_file_that_names_a_foreign_sink(tmp_path: Path, c
     assert "only tracklight's own sinks" in capsys.readouterr().err
     assert main(["replay", str(tmp_path / "missing.jsonl")]) == 2
     assert "nothing to replay" in capsys.readouterr().err
+
+
+# ---- sinks that cannot spill (SDK objects): backpressure, items they fail on, progress --------------------
+
+
+class SdkLikeSink(RecordingSink):
+    """Items hold objects that cannot be written to disk; a failure is the SDK's own, for one item."""
+
+    spillable = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_steps: set[int] = set()
+        self.delay = 0.0
+
+    def send(self, items: list[dict[str, Any]]) -> None:
+        for index, item in enumerate(items):
+            if self.gate is not None:
+                self.gate.wait()
+            time.sleep(self.delay)
+            if item.get("step") in self.fail_steps:
+                raise ItemFailed(index, RuntimeError(f"the SDK broke on step {item['step']}"))
+            self.batches.append([item])
+
+
+def test_a_sink_that_cannot_spill_slows_the_caller_down_instead(spill: Path) -> None:
+    sink = SdkLikeSink()
+    sink.gate = threading.Event()  # the SDK does not take anything until the gate opens
+    delivery = Delivery(sink, str(spill), max_pending=5, linger=0)
+    done = threading.Event()
+    backlog: list[int] = []
+
+    def produce() -> None:
+        for item in metrics(50):
+            delivery.put(item)
+            backlog.append(delivery.backlog)
+        done.set()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    wait_until(lambda: len(backlog) >= 4)
+    assert not done.wait(0.3)  # the caller waits for room rather than growing the queue
+    sink.gate.set()
+    producer.join(timeout=30)
+    assert done.is_set() and max(backlog) < 5
+    report = delivery.close(timeout=30)
+    assert report.complete and [item["step"] for item in sink.received] == list(range(50))
+    assert not spill.exists()  # nothing was written to disk
+
+
+def test_a_heavy_item_counts_as_its_weight(spill: Path) -> None:
+    sink = SdkLikeSink()
+    sink.gate = threading.Event()
+    delivery = Delivery(sink, str(spill), max_pending=100, linger=0)
+    delivery.put({"kind": "image", "key": "first"}, weight=30)
+    wait_until(lambda: delivery.backlog == 0)  # the worker took it, and waits in the SDK
+    delivery.put({"kind": "image", "key": "small"}, weight=30)
+    delivery.put({"kind": "image", "key": "small"}, weight=30)
+    blocked = threading.Thread(target=delivery.put, args=({"kind": "image", "key": "big"}, 50))
+    blocked.start()
+    blocked.join(timeout=0.3)
+    assert blocked.is_alive()  # 30 + 30 + 50 queued is past the bound of 100: the last put waits
+    sink.gate.set()
+    blocked.join(timeout=30)
+    assert delivery.close(timeout=30).complete and len(sink.received) == 4
+
+
+def test_an_item_a_sink_fails_on_is_kept_said_once_and_the_rest_sent(spill: Path) -> None:
+    sink = SdkLikeSink()
+    sink.fail_steps = {3, 7}
+    delivery = Delivery(sink, str(spill), linger=0.05)
+    with pytest.warns(TracklightWarning, match=r"could not take a metric \(key='loss', value=3.0, step=3\)") as caught:
+        delivery.put_many(metrics(10))
+        report = delivery.close(timeout=30)
+    assert len(caught) == 1
+    assert [item["step"] for item in sink.received] == [0, 1, 2, 4, 5, 6, 8, 9]  # each sent once, in order
+    assert report.rejected == Counter(metric=2) and report.delivered == Counter(metric=8)
+    kept = [json.loads(line) for line in Path(report.rejected_path).read_text().splitlines()]
+    assert [entry["item"]["step"] for entry in kept] == [3, 7]
+    assert kept[0]["error"] == "RuntimeError: the SDK broke on step 3"
+
+
+def test_what_a_sink_that_cannot_spill_still_has_at_close_is_kept_as_text(spill: Path) -> None:
+    sink = SdkLikeSink()
+    sink.gate = threading.Event()
+    delivery = Delivery(sink, str(spill), linger=0)
+    delivery.put_many(metrics(5))
+    report = delivery.close(timeout=0.2)
+    sink.gate.set()
+    assert report.rejected == Counter(metric=5) and not report.kept and not spill.exists()
+    assert len(Path(report.rejected_path).read_text().splitlines()) == 5
+
+
+def test_a_long_drain_says_how_it_is_going(spill: Path, capsys: Any) -> None:
+    sink = SdkLikeSink()
+    sink.delay = 0.25
+    delivery = Delivery(sink, str(spill), linger=0)
+    delivery.put_many(metrics(12))  # about 3 s
+    assert delivery.drain(timeout=30).complete
+    err = capsys.readouterr().err
+    assert "tracklight: " in err and "still to deliver to the recording sink after 2 s (waiting up to 30 s)" in err
+    assert delivery.close(timeout=1).complete
+
+
+def test_close_before_exit_delivers_before_the_exit_hooks_registered_earlier(tmp_path: Path) -> None:
+    """An SDK ends its run in an exit hook: what is still queued must reach the run before that hook runs."""
+    script = textwrap.dedent(
+        f"""
+        import atexit, threading, time
+        from tracklight.delivery import Delivery
+
+        received, ended = [], []
+
+        class Sink:
+            factory, limits, max_items, max_bytes, spillable = "", {{}}, 10, 10**6, False
+            def describe(self): return "the SDK"
+            def target(self): return {{}}
+            def open(self): pass
+            def send(self, items):
+                time.sleep(0.01)
+                assert not ended, "the run has ended"
+                received.extend(items)
+            def is_permanent(self, error): return True
+
+        def sdk_exit_hook():
+            ended.append(True)
+            print("delivered before the SDK ended its run:", len(received), flush=True)
+
+        atexit.register(sdk_exit_hook)  # what W&B and Neptune do; Comet uses threading's hooks
+        threading._register_atexit(sdk_exit_hook)
+        delivery = Delivery(Sink(), {str(tmp_path / "spill.jsonl")!r}, linger=0)
+        delivery.close_before_exit()
+        delivery.put_many({{"kind": "metric", "step": step}} for step in range(50))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["delivered before the SDK ended its run: 50"] * 2

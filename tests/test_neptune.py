@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from _comet_neptune_readers import HANGING_NETWORK, NeptuneRun, assert_steps_increase, neptune_runs, refuse_network
+from _comet_neptune_readers import (
+    HANGING_NETWORK,
+    NeptuneRun,
+    assert_steps_increase,
+    neptune_runs,
+    refuse_network,
+    stop_started_runs,
+)
 from tracklight import TracklightWarning
 from tracklight.loggers import DummyExperiment
 from tracklight.loggers._neptune_steps import SeriesSteps
@@ -41,6 +48,14 @@ def neptune_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NEPTUNE_MODE", "offline")
     monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(tmp_path / ".neptune"))
     return tmp_path / ".neptune"
+
+
+@pytest.fixture(autouse=True)
+def stop_runs(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Stop, after each test, the runs it started, as the client does at exit."""
+    stop = stop_started_runs(monkeypatch)
+    yield
+    stop()
 
 
 def only_run(data_directory: Path) -> NeptuneRun:
@@ -96,14 +111,17 @@ def test_debug_mode_read_back_with_fetch(tiny_model: type, make_trainer: Any) ->
     run.stop()
 
 
-def test_logger_started_debug_run_is_stopped_by_finalize() -> None:
+def test_finalize_leaves_the_run_open_and_the_user_stops_it() -> None:
     logger = NeptuneLogger(mode="debug", **QUIET)
     logger.log_metrics({"loss": 0.5, "nested": {"acc": 1}}, step=1)
-    run = logger.run
+    run = logger.run  # once the queued values reached it
     assert type(run).__name__ == "Run" and logger.experiment is run
     assert run["training/loss"].fetch_last() == 0.5
     assert run["training/nested/acc"].fetch_last() == 1.0
     logger.finalize("failed")
+    assert run.get_state() == "started"  # as with Lightning's logger: the client stops it at exit
+    assert run["training/status"].fetch() == "failed"
+    logger.run.stop()  # how a user stops it earlier
     assert run.get_state() == "stopped"
 
 
@@ -152,6 +170,7 @@ def test_steps_increase_per_series_and_no_value_is_lost(neptune_env: Path) -> No
     with pytest.warns(TracklightWarning, match="'training/val' got a value at step 10 again") as caught:
         logger.log_metrics({"val": 0.3}, step=10)  # a new value at the same step
         logger.log_metrics({"val": 0.2}, step=4)  # a step from the past (e.g. a resumed run)
+        logger.finalize("success")  # steps are given where values are handed to Neptune, on the worker
     assert len(caught) == 1  # once per series
     logger.log_metrics({"val": 0.1}, step=11)
     logger.log_metrics({"free": 1.0})  # no step: the series continues
@@ -193,6 +212,7 @@ def test_resumed_run_continues_after_its_last_step() -> None:
     logger = NeptuneLogger(run=run)
     with pytest.warns(TracklightWarning, match=r"step 5 after step 9\. .*logged at step 9\.000001"):
         logger.log_metrics({"loss": 0.5}, step=5)
+        logger.finalize("success")
     assert len(run["training/loss"].fetch_values()) == 11
     run.stop()
 
@@ -201,6 +221,7 @@ def test_nan_and_inf_are_kept_as_text(neptune_env: Path) -> None:
     logger = NeptuneLogger(**QUIET)
     with pytest.warns(TracklightWarning, match="'loss' was nan"):
         logger.log_metrics({"loss": float("nan")}, step=1)
+        logger.finalize("success")
     logger.log_metrics({"loss": 0.5}, step=2)
     logger.log_metrics({"loss": float("inf")}, step=3)
     logger.finalize("success")
@@ -214,7 +235,7 @@ def test_a_key_that_is_also_a_namespace_does_not_stop_training(neptune_env: Path
     logger.log_metrics({"loss": 1.0}, step=0)
     with pytest.warns(TracklightWarning, match="could not log metric 'loss/val'.*Rename one"):
         logger.log_metrics({"loss/val": 2.0, "acc": 0.5}, step=1)
-    logger.finalize("success")
+        logger.finalize("success")
     run = only_run(neptune_env)
     assert run.series("training/loss") == [(0, 1.0)]
     assert run.series("training/acc") == [(1, 0.5)]
@@ -362,11 +383,33 @@ def test_media_go_through_neptune_file_types(neptune_env: Path) -> None:
 # ---- lifecycle, ranks, arguments ----------------------------------------------------------------------
 
 
-def test_fit_then_test_offline_goes_on_in_a_new_run(neptune_env: Path) -> None:
+def test_fit_then_test_is_one_run(neptune_env: Path, tiny_model: type, make_trainer: Any) -> None:
+    class WithTest(tiny_model):  # type: ignore[misc, valid-type]
+        def test_step(self, batch: Any, batch_idx: int) -> None:
+            self.log("test_loss", float(batch_idx))
+
+        def test_dataloader(self) -> Any:
+            return self.val_dataloader()
+
+    logger = NeptuneLogger(**QUIET)
+    trainer = make_trainer(logger=logger)
+    model = WithTest()
+    trainer.fit(model)
+    trainer.validate(model, verbose=False)
+    trainer.test(model, verbose=False)
+    run = only_run(neptune_env)  # one run, as with Lightning's logger (a second one had a new id)
+    assert logger.version in run.directory
+    assert len(run.series("training/train_loss")) == 4 and len(run.series("training/test_loss")) == 1
+    assert len(run.series("training/val_loss")) == 2  # fit's, then validate's
+    assert_steps_increase(run)
+
+
+def test_an_offline_run_the_user_stopped_goes_on_in_a_new_run(neptune_env: Path) -> None:
     logger = NeptuneLogger(name="n", **QUIET)
     logger.log_metrics({"loss": 1.0}, step=0)
     first = logger.version
     logger.finalize("success")
+    logger.run.stop()
     with pytest.warns(TracklightWarning, match="cannot be reopened"):
         logger.log_metrics({"test_loss": 2.0}, step=1)
     logger.finalize("success")

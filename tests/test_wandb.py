@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from _wandb_reader import HEADER, StoredRun, offline_env, payloads, read_runs
+from _wandb_reader import HEADER, StoredRun, end_run, offline_env, payloads, read_runs
 from tracklight import TracklightError
 from tracklight._errors import InvalidMetricError
 from tracklight.loggers import CSVLogger, TensorBoardLogger
@@ -104,6 +104,8 @@ def trainer(tmp_path: Path, logger, **kwargs) -> Trainer:
 
 
 def the_run(root: Path) -> StoredRun:
+    """The one run under ``root``, read once W&B wrote it out (at exit, or here by ending it)."""
+    end_run()
     runs = read_runs(root)
     assert len(runs) == 1, [run.path for run in runs]
     return runs[0]
@@ -167,7 +169,7 @@ def test_lightning_docs_usage_offline_run_with_config_history_and_model_artifact
     checkpoint = fit.checkpoint_callback
     assert Path(checkpoint.best_model_path).parent == Path("logs", "my-project", run.run_id, "checkpoints")
     models = [artifact for artifact in run.artifacts if artifact.type == "model"]
-    assert models, "no model artifact"
+    assert len(models) == 1  # log_model=True: once, at the end of training, as Lightning does
     final = models[-1]
     assert final.name == f"model-{run.run_id}"
     assert set(final.aliases) == {"latest", "best"}
@@ -205,13 +207,10 @@ def test_every_value_lands_with_accumulation_midepoch_validation_and_fit_validat
     fit.test(model, loader(8, seed=2))
     csv_logger.finalize("success")
 
-    segments = read_runs(tmp_path / "w")
-    assert len(segments) == 3  # fit, validate and test: one run, resumed by id each time
-    assert {segment.run_id for segment in segments} == {wandb_logger.version}
-    assert all(segment.exit_code == 0 for segment in segments)
-    assert [segment.resume for segment in segments] == [True, True, True]
+    run = the_run(tmp_path / "w")  # fit, validate and test: one run, as with Lightning's logger
+    assert run.run_id == wandb_logger.version and run.exit_code == 0
 
-    stored = [(row.get(STEP), key, value) for s in segments for row in s.history for key, value in row.items()]
+    stored = [(row.get(STEP), key, value) for row in run.history for key, value in row.items()]
     with open(csv_logger.experiment.metrics_file_path) as handle:
         expected = [
             (int(row["step"]), key, float(value))
@@ -222,10 +221,9 @@ def test_every_value_lands_with_accumulation_midepoch_validation_and_fit_validat
     assert expected
     missing = [value for value in expected if value not in stored]
     assert not missing, missing
-    assert [value for _, value in segments[0].values("user_value")] == [float(i) for i in range(8)] * 2
-    assert [step for step, _ in segments[2].values("test_loss")] == [fit.global_step]
-    for segment in segments:
-        assert segment.steps == sorted(set(segment.steps))
+    assert [value for _, value in run.values("user_value")] == [float(i) for i in range(8)] * 2
+    assert [step for step, _ in run.values("test_loss")] == [fit.global_step]
+    assert run.steps == sorted(set(run.steps))
     no_dropped_steps(tmp_path / "w")
 
 
@@ -246,11 +244,13 @@ def test_steps_that_go_backwards_are_kept(tmp_path):
 def test_resume_by_id_continues_the_run_and_its_steps(tmp_path):
     first = trainer(tmp_path, WandbLogger(save_dir=tmp_path / "w", id="resume-me", project="p"), max_epochs=1)
     first.fit(Tiny(), loader())
+    end_run()  # the first process ends here; its run with it
 
     second_logger = WandbLogger(save_dir=tmp_path / "w", version="resume-me", project="p")
     second = trainer(tmp_path, second_logger, max_epochs=2)
     second.fit(Tiny(), loader(), ckpt_path=first.checkpoint_callback.best_model_path)
 
+    end_run()
     before, after = read_runs(tmp_path / "w")
     assert before.run_id == after.run_id == second_logger.version == "resume-me"
     assert after.resume and after.exit_code == 0
@@ -292,13 +292,34 @@ def test_log_model_true_keeps_checkpoints_saved_before_a_crash(tmp_path):
         )
 
     run = the_run(tmp_path / "w")
-    assert run.exit_code == 1
     names = [artifact.metadata["original_filename"] for artifact in run.artifacts]
     assert "last.ckpt" in names
     assert Path(saver.best_model_path).name in names
     best = [a for a in run.artifacts if a.metadata["original_filename"] == Path(saver.best_model_path).name][-1]
     assert "best" in best.aliases
     assert best.metadata["score"] == pytest.approx(float(saver.best_model_score))
+
+
+def test_log_model_true_logs_once_at_the_end_with_the_score_as_logged(tmp_path):
+    logger = WandbLogger(save_dir=tmp_path / "w", offline=True, log_model=True)
+    # every epoch saves a new best (monitored: the step, an int, as in Lightning's own test)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="step", mode="max")
+    trainer(tmp_path, logger, max_epochs=3, callbacks=[saver]).fit(Tiny(), loader())
+    (artifact,) = the_run(tmp_path / "w").artifacts  # once, at the end of training, as Lightning does
+    assert artifact.metadata["original_filename"] == Path(saver.best_model_path).name == "epoch=2-step=12.ckpt"
+    assert set(artifact.aliases) == {"latest", "best"}
+    score = artifact.metadata["score"]
+    assert isinstance(score, int) and score == 12  # the logged type, not a float or a tensor
+
+
+def test_lightning_media_argument_checks(tmp_path):
+    logger = WandbLogger(save_dir=tmp_path, offline=True)
+    for method, name in (("log_image", "images"), ("log_audio", "audios"), ("log_video", "videos")):
+        with pytest.raises(TypeError, match=f"Expected a list as \"{name}\", found <class 'str'>"):
+            getattr(logger, method)("samples", "1.jpg")
+        with pytest.raises(ValueError, match="Expected 2 items but only found 1 for caption"):
+            getattr(logger, method)("samples", ["1.jpg", "2.jpg"], caption=["caption 1"])
+    logger.finalize("success")
 
 
 def test_log_model_false_logs_no_artifact(tmp_path):
@@ -493,30 +514,30 @@ def test_an_active_run_is_reused_and_left_open(tmp_path):
     assert run.values("x") == [(0, 1.0)] and run.values("after") == [(None, 2.0)]
 
 
-def test_a_run_finished_behind_the_loggers_back_is_resumed(tmp_path):
-    import wandb
-
+def test_a_run_the_user_ended_is_resumed(tmp_path):
     logger = WandbLogger(save_dir=tmp_path, offline=True)
     logger.log_metrics({"a": 1.0}, step=0)
     first_id = logger.version
-    wandb.finish()
+    logger.experiment.finish()  # `experiment` hands the run over once the queued row reached it
     logger.log_metrics({"a": 2.0}, step=1)
     logger.finalize("success")
+    end_run()
     runs = read_runs(tmp_path)
     assert [run.run_id for run in runs] == [first_id, first_id]
     assert [run.values("a") for run in runs] == [[(0, 1.0)], [(1, 2.0)]]
 
 
-def test_finalize_writes_the_exit_record_and_a_failure_is_marked(tmp_path):
-    logger = WandbLogger(save_dir=tmp_path / "ok", offline=True)
+def test_finalize_leaves_the_run_open_and_the_user_ends_it(tmp_path):
+    import wandb
+
+    logger = WandbLogger(save_dir=tmp_path, offline=True)
     logger.log_metrics({"a": 1.0}, step=0)
     logger.finalize("success")
-    failed = WandbLogger(save_dir=tmp_path / "bad", offline=True)
-    failed.log_metrics({"a": 1.0}, step=0)
-    failed.finalize("failed")
-    assert the_run(tmp_path / "ok").exit_code == 0
-    assert the_run(tmp_path / "bad").exit_code == 1
-    assert logger.version == the_run(tmp_path / "ok").run_id  # still known after the run was finished
+    assert wandb.run is logger.experiment and not wandb.run._is_finished  # as with Lightning's WandbLogger
+    logger.experiment.finish(exit_code=1)  # how a user ends it (wandb.finish() does the same)
+    run = the_run(tmp_path)
+    assert run.exit_code == 1 and run.values("a") == [(0, 1.0)]
+    assert logger.version == run.run_id  # still known after the run was finished
 
 
 def test_pickles_without_the_run_and_keeps_one_run_id(tmp_path):
@@ -529,6 +550,7 @@ def test_pickles_without_the_run_and_keeps_one_run_id(tmp_path):
     logger.finalize("success")
     copy.log_metrics({"a": 2.0}, step=1)
     copy.finalize("success")
+    end_run()
     runs = read_runs(tmp_path)
     assert {run.run_id for run in runs} == {logger.version}
     assert [value for run in runs for _, value in run.values("a")] == [1.0, 2.0]

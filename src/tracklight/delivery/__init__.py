@@ -8,13 +8,15 @@ it could not send, for ``python -m tracklight.delivery replay <spill file>``.
 |---|---|
 | ``worker`` | :class:`Delivery`: the queue, the worker thread, retry, spill, ``drain``/``close`` |
 | ``batch`` | what delivery needs from a backend (:class:`Sink`), batch cutting, :class:`DeliveryReport` |
+| ``send`` | handing a batch to the sink; items it refuses or fails on kept with the reason, said once |
 | ``spill`` | :class:`~tracklight.delivery.spill.SpillFile`: JSON lines on disk, with a replay offset |
+| ``shutdown`` | every live delivery closed at exit, and before an SDK's own exit hook |
 | ``replay`` | the ``python -m tracklight.delivery replay`` command |
 """
 
 from __future__ import annotations
 
-from tracklight.delivery.batch import DeliveryReport, Sink, batch_size
+from tracklight.delivery.batch import DeliveryReport, ItemFailed, Sink, batch_size
 from tracklight.delivery.worker import Delivery
 
-__all__ = ["Delivery", "DeliveryReport", "Sink", "batch_size"]
+__all__ = ["Delivery", "DeliveryReport", "ItemFailed", "Sink", "batch_size"]

@@ -10,11 +10,16 @@ from typing import Any, Protocol
 
 from tracklight.delivery.spill import Item
 
-__all__ = ["DeliveryReport", "Sink", "batch_size"]
+__all__ = ["DeliveryReport", "ItemFailed", "Sink", "batch_size"]
 
 
 class Sink(Protocol):
-    """What a backend provides to be delivered to. ``send`` raises when the backend did not take the items."""
+    """What a backend provides to be delivered to. ``send`` raises when the backend did not take the items.
+
+    A sink may also set ``spillable = False`` when its items cannot be written to disk (they hold SDK
+    objects, such as images): a full queue then slows the caller down instead of spilling, and what is
+    still queued when delivery closes is kept as text with the rejected items.
+    """
 
     @property
     def factory(self) -> str:
@@ -55,6 +60,19 @@ class Sink(Protocol):
     def is_permanent(self, error: BaseException) -> bool:
         """Whether ``error`` means the backend refuses these items for good (retrying cannot help)."""
         ...
+
+
+class ItemFailed(Exception):
+    """Raised by :meth:`Sink.send` when it took ``items[:index]`` and failed for good on ``items[index]``.
+
+    For sinks that hand items one by one to an SDK: what was taken cannot be sent again, and the item
+    that failed would fail again. Delivery keeps that item, says so once, and sends the rest.
+    """
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(f"item {index}: {type(error).__name__}: {error}")
+        self.index = index
+        self.error = error
 
 
 @dataclass

@@ -16,25 +16,25 @@ sends it later::
 
 from __future__ import annotations
 
-import atexit
 import sys
 import threading
 import time
 import warnings
-import weakref
 from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
 from tracklight._errors import TracklightWarning
+from tracklight.delivery import shutdown
 from tracklight.delivery.batch import DeliveryReport, Sink, batch_size
+from tracklight.delivery.send import WEIGHT, Sender
 from tracklight.delivery.spill import Item, SpillFile
 from tracklight.formats import flushing as _flushing
 
-__all__ = ["Delivery", "DeliveryReport", "Sink", "batch_size"]
+__all__ = ["WEIGHT", "Delivery", "DeliveryReport", "Sink", "batch_size"]
 
-#: Seconds ``close()`` waits for delivery at interpreter exit for a logger that was never finalized.
-EXIT_TIMEOUT = 10.0
+#: ``drain()`` says how it is going when it has waited this long, and again every as long.
+PROGRESS_AFTER = 2.0
 
 
 class Delivery:
@@ -45,7 +45,9 @@ class Delivery:
         spill_path: The JSON-lines file that keeps items the backend could not take yet. It is created
             only when needed and removed once everything in it was delivered. An existing file is
             loaded and replayed.
-        max_pending: Items kept in memory at most; beyond that they go to the spill file.
+        max_pending: Items kept in memory at most (an item with a ``WEIGHT`` field counts that much); beyond
+            that they go to the spill file or, for a sink whose items cannot be written to disk (its
+            ``spillable`` is false: SDK objects such as images), the caller waits until there is room again.
         linger: Seconds to wait for more items before sending a batch that is not full.
         spill_after: Seconds of failing sends after which queued items move to the spill file.
         backoff_max: The longest wait between two attempts while the backend is failing.
@@ -100,37 +102,60 @@ class Delivery:
         self._next_attempt = 0.0
         self._last_error: str | None = None
         self._said_down = False
-        self.delivered: Counter[str] = Counter()
-        _live.add(self)
-        _flushing.register(self)
+        self._spillable = bool(getattr(sink, "spillable", True))
+        self._weight = 0  # of what is pending: its length, plus what heavy items weigh beyond 1
+        self._room_waiters = 0
+        self._sender = Sender(sink, self._spill, self._cond)
+        shutdown.track(self)
+        if self._spillable:  # what cannot be spilled has nothing to write at exit or on SIGTERM
+            _flushing.register(self)
         if self._spill.pending:
             with self._cond:
                 self._start()
 
     # ---- the producer side: never blocks on the network ------------------------------------------
 
-    def put(self, item: Item) -> None:
-        """Queue one item."""
-        self.put_many((item,))
+    def put(self, item: Item, weight: int = 1) -> None:
+        """Queue one item; ``weight`` is how much of ``max_pending`` it takes (an image: its size in KiB)."""
+        if weight > 1:
+            item[WEIGHT] = weight
+        self._add((item,), max(weight, 1) - 1)
 
     def put_many(self, items: Iterable[Item]) -> None:
-        """Queue items; beyond ``max_pending`` queued items everything queued moves to the spill file."""
+        """Queue items. Beyond ``max_pending`` everything queued moves to the spill file or, when the sink's
+        items cannot be spilled, this call waits until the worker has made room (the caller is slowed)."""
+        self._add(items, 0)
+
+    def _add(self, items: Iterable[Item], extra_weight: int) -> None:
         with self._cond:
-            was_empty = not self._pending
-            if was_empty:
+            before = len(self._pending)
+            if not before:
                 self._first_pending = time.monotonic()
             self._pending.extend(items)
+            self._weight += len(self._pending) - before + extra_weight
             self._closed = False
-            if len(self._pending) >= self._max_pending:
+            full = self._weight >= self._max_pending
+            if full and self._spillable:
                 self._spill_pending()
             if self._thread is None or self._stop:
                 self._start()
-            elif was_empty or len(self._pending) >= self.sink.max_items:
+            elif not before or len(self._pending) >= self.sink.max_items:
                 self._cond.notify_all()
+            if full and not self._spillable:
+                self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        """Backpressure: wait (lock held by the caller) until the worker has taken enough off the queue."""
+        self._room_waiters += 1
+        try:
+            while self._weight >= self._max_pending and self._thread is not None and not self._stop:
+                self._cond.wait(1.0)
+        finally:
+            self._room_waiters -= 1
 
     def flush(self, force: bool = False) -> None:
         """Called by tracklight's flusher; ``force`` (exit, SIGTERM) moves queued items to disk at once."""
-        if force:
+        if force and self._spillable:
             with self._cond:
                 self._spill_pending()
                 self._spill.sync()
@@ -151,6 +176,22 @@ class Delivery:
         return self._opened
 
     @property
+    def idle(self) -> bool:
+        """Whether nothing is queued, being sent, or kept in the spill file."""
+        with self._cond:
+            return not (self._pending or self._inflight or self._spill.pending)
+
+    @property
+    def delivered(self) -> Counter[str]:
+        """How many items of each kind the sink took."""
+        return self._sender.delivered
+
+    @property
+    def backlog(self) -> int:
+        """Items queued in memory, waiting for the worker (not counting the batch it is sending)."""
+        return len(self._pending)
+
+    @property
     def spill_path(self) -> str:
         return self._spill.path
 
@@ -158,16 +199,19 @@ class Delivery:
 
     def drain(self, timeout: float) -> DeliveryReport:
         """Wait up to ``timeout`` seconds until everything queued or spilled is delivered; never raises."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         with self._cond:
             if self._has_work() and (self._thread is None or self._stop):
                 self._start()
             self._hurry = True
             self._waiters += 1
             self._cond.notify_all()
+            said = started
             try:
                 while (self._has_work() or self._inflight) and (left := deadline - time.monotonic()) > 0:
                     self._cond.wait(min(left, 1.0))
+                    said = self._say_progress(started, said, timeout)
             finally:
                 self._waiters -= 1
                 self._hurry = False
@@ -176,6 +220,7 @@ class Delivery:
     def close(self, timeout: float) -> DeliveryReport:
         """:meth:`drain`, then keep what is left in the spill file and stop the worker.
 
+        What a sink that cannot spill still has queued is kept, as text, in the file of rejected items.
         Putting items again later starts a new worker.
         """
         self.drain(timeout)
@@ -189,7 +234,10 @@ class Delivery:
             if self._inflight:
                 # The worker is still inside a network call: keep a copy of its batch (sending it twice is
                 # harmless) and let that worker, now stale, only count what it delivers.
-                self._spill.append(self._inflight)
+                if self._spillable:
+                    self._spill.append(self._inflight)
+                else:
+                    self._reject_all(self._inflight, "the backend was still taking it when delivery closed")
                 self._inflight = []
                 self._generation += 1
             self._spill_pending()
@@ -224,9 +272,10 @@ class Delivery:
                 if kind == "open":
                     self.sink.open()
                 elif kind == "replay":
-                    self._replay(generation, *payload)
+                    start, end = payload
+                    self._sender.replay(start, end, lambda: not self._stop and generation == self._generation)
                 else:
-                    self._deliver(payload)
+                    self._sender.deliver(payload)
             except Exception as error:
                 self._failed(generation, kind, error)
             else:
@@ -260,6 +309,9 @@ class Delivery:
             ):
                 taken = batch_size(self._pending, self.sink.limits, self.sink.max_items, self.sink.max_bytes)
                 self._inflight = [self._pending.popleft() for _ in range(taken)]
+                self._weight -= _weigh(self._inflight)
+                if self._room_waiters:
+                    self._cond.notify_all()
                 action = ("send", self._inflight)
             else:
                 self._cond.wait(self._first_pending + self._linger - now)
@@ -267,50 +319,6 @@ class Delivery:
             if self._failing_since is not None:
                 self._hurry = False  # one quick retry per drain(), then the normal backoff
             return action
-
-    def _deliver(self, items: list[Item]) -> None:
-        """Send ``items``; when the backend refuses them for good, halve the batch to find and keep the bad ones."""
-        try:
-            self.sink.send(items)
-        except Exception as error:
-            if not self.sink.is_permanent(error):
-                raise
-            if len(items) > 1:
-                middle = len(items) // 2
-                self._deliver(items[:middle])
-                self._deliver(items[middle:])
-                return
-            with self._cond:
-                self._spill.reject(items[0], f"{type(error).__name__}: {error}")
-            warnings.warn(
-                f"{self.sink.describe()} refused a {items[0]['kind']} ({_describe_item(items[0])}): {error}. "
-                f"It is kept in {self._spill.rejected_path}.",
-                TracklightWarning,
-                stacklevel=2,
-            )
-            return
-        with self._cond:
-            self.delivered.update(item["kind"] for item in items)
-
-    def _replay(self, generation: int, start: int, end: int) -> None:
-        """Send the spill file's items from ``start`` in batches, committing the offset after each one."""
-        entries = self._spill.read(start, end, 10 * self.sink.max_items)
-        index = 0
-        while index < len(entries) and not self._stop and generation == self._generation:
-            rest = [item for item, _ in entries[index:]]
-            # Control lines (``_target``, broken lines) are not sent; they are passed over with the batch.
-            positions = [at for at, item in enumerate(rest) if not str(item.get("kind", "_")).startswith("_")]
-            if not positions:
-                with self._cond:
-                    self._spill.commit(entries[-1][1], Counter())
-                return
-            real = [rest[at] for at in positions]
-            taken = batch_size(real, self.sink.limits, self.sink.max_items, self.sink.max_bytes)
-            self._deliver(real[:taken])
-            last = index + positions[taken - 1]
-            with self._cond:
-                self._spill.commit(entries[last][1], Counter(item["kind"] for item in real[:taken]))
-            index = last + 1
 
     def _succeeded(self, generation: int, kind: str) -> None:
         with self._cond:
@@ -340,6 +348,7 @@ class Delivery:
                 self._open_attempts += 1
             elif kind == "send":
                 self._pending.extendleft(reversed(self._inflight))
+                self._weight += _weigh(self._inflight)
                 self._inflight = []
             if self._failing_since is None:
                 self._failing_since = now
@@ -347,7 +356,7 @@ class Delivery:
             # While someone waits in drain() (finalize), retry often enough to notice the backend return quickly.
             longest = min(self._backoff_max, 1.0) if self._waiters else self._backoff_max
             self._next_attempt = now + min(longest, 0.25 * 2**self._failures)
-            if now - self._failing_since >= self._spill_after:
+            if now - self._failing_since >= self._spill_after and self._spillable:
                 self._spill_pending()
             first = not self._said_down
             self._said_down = True
@@ -365,9 +374,44 @@ class Delivery:
 
     def _spill_pending(self) -> None:
         if self._pending:
-            self._spill.append(self._pending)
+            if self._spillable:
+                self._spill.append(self._pending)
+            else:
+                self._reject_all(self._pending, "not delivered before delivery closed")
             self._pending.clear()
+            self._weight = 0
             self._cond.notify_all()
+
+    def _reject_all(self, items: Iterable[Item], reason: str) -> None:
+        for item in items:
+            self._spill.reject(item, reason)
+
+    def _say_progress(self, started: float, said: float, timeout: float) -> float:
+        """Every ``PROGRESS_AFTER`` seconds of a long wait, say on stderr how much is left; when it last spoke."""
+        now = time.monotonic()
+        if now - said < PROGRESS_AFTER:
+            return said
+        left = len(self._pending) + len(self._inflight) + self._spill.unsent
+        print(
+            f"tracklight: {left} item{'' if left == 1 else 's'} still to deliver to {self.sink.describe()} "
+            f"after {now - started:.0f} s (waiting up to {timeout:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return now
+
+    def close_before_exit(self) -> None:
+        """Close this delivery when the interpreter shuts down, before the exit hooks registered until now.
+
+        An SDK ends its run in an exit hook; call this right after the SDK object is made, so that what is
+        still queued reaches the run first (:mod:`tracklight.delivery.shutdown`).
+        """
+        shutdown.close_before_exit(self)
+
+    def has_work_at_exit(self) -> bool:
+        """Whether something is left for exit to deliver (nothing once ``close`` ran and no item came since)."""
+        with self._cond:
+            return not self._closed and bool(self._has_work() or self._inflight)
 
     def _header(self) -> dict[str, Any]:
         return {"factory": self.sink.factory, "destination": self.sink.describe(), "target": self.sink.target()}
@@ -377,7 +421,7 @@ class Delivery:
         queued.update(item["kind"] for item in self._inflight)
         return DeliveryReport(
             destination=self.sink.describe(),
-            delivered=Counter(self.delivered),
+            delivered=Counter(self._sender.delivered),
             kept=+self._spill.kept,
             queued=queued,
             rejected=Counter(self._spill.rejected),
@@ -387,26 +431,5 @@ class Delivery:
         )
 
 
-def _describe_item(item: Item) -> str:
-    shown = {key: value for key, value in item.items() if key != "kind"}
-    text = ", ".join(f"{key}={value!r}" for key, value in shown.items())
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-# ---- every live delivery is closed at exit, so what is queued ends up delivered or on disk -----------
-
-_live: weakref.WeakSet[Delivery] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    for delivery in list(_live):
-        try:
-            with delivery._cond:
-                if delivery._closed or not (delivery._has_work() or delivery._inflight):
-                    continue  # finalized (and reported) already, or nothing to send
-            report = delivery.close(EXIT_TIMEOUT)
-            if not report.complete:
-                print(f"tracklight: {report}", file=sys.stderr)
-        except Exception as error:  # exiting anyway: say what happened, never raise from atexit
-            print(f"tracklight: could not finish delivery to {delivery.sink.describe()}: {error}", file=sys.stderr)
+def _weigh(items: Iterable[Item]) -> int:
+    return sum(item.get(WEIGHT, 1) for item in items)

@@ -1,11 +1,15 @@
 """Which checkpoints of a ``ModelCheckpoint`` are due for upload, with what aliases and metadata.
 
-Pure decisions on the callback's state and the files on disk; ``WandbLogger`` and ``CometLogger`` do the logging.
+Decisions on the callback's state and the files on disk, and :func:`stage`, which sets a file aside for
+an upload that happens later, on the delivery worker; ``WandbLogger``, ``CometLogger`` and
+``NeptuneLogger`` do the logging.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +25,7 @@ class Candidate:
 
     path: str
     mtime: float
-    score: float | None
+    score: Any  # a Python number of the logged type, or None
     best: bool
 
     @property
@@ -84,8 +88,24 @@ def metadata(callback: Any, candidate: Candidate) -> dict[str, Any]:
     }
 
 
-def _score(score: Any) -> float | None:
+def stage(path: str, directory: str) -> str:
+    """A copy of ``path``, in a new folder under ``directory``, that ``ModelCheckpoint`` cannot change or delete.
+
+    A hard link when the file system allows it (instant; Lightning replaces a checkpoint it saves again,
+    which leaves the link as it was), else a copy. The caller removes the folder once the upload is done.
+    """
+    os.makedirs(directory, exist_ok=True)
+    staged = os.path.join(tempfile.mkdtemp(prefix="staged-", dir=directory), os.path.basename(path))
+    try:
+        os.link(path, staged)
+    except OSError:
+        shutil.copy2(path, staged)
+    return staged
+
+
+def _score(score: Any) -> Any:
+    """The score as a plain number of the type it was logged with (``Tensor.item()``), as Lightning records it."""
     if score is None:
         return None
     item = getattr(score, "item", None)
-    return float(item() if item is not None else score)
+    return item() if item is not None else score

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,10 @@ MAX_HISTOGRAM_BINS = 512
 
 class MediaArgumentError(TracklightError, ValueError):
     """Per-item media arguments do not match the items (a ``ValueError``, as Lightning raises)."""
+
+
+class MediaTypeError(TracklightError, TypeError):
+    """A media argument that must be a list is not one (a ``TypeError``, as Lightning raises)."""
 
 
 def is_wandb_value(value: Any) -> bool:
@@ -103,48 +108,83 @@ def figure(wandb: Any, value: Any) -> Any:
     return wandb.Image(media.image_pixels(value))
 
 
-class AudioFiles:
-    """Makes ``wandb.Audio`` objects, writing clips given as samples to 16-bit WAV files first.
+class ItemFiles:
+    """Files one logged item needs until the delivery worker has handed it to W&B, in a folder of their own.
 
-    W&B would need ``soundfile`` to take samples; a file it takes as it is. The files live until the
-    ``with`` block ends, by which time logging the clips has copied them into the run.
+    W&B copies a media file into the run only when the row is logged, which happens later, on the
+    worker: so the user's files are copied here first (they may be changed or deleted meanwhile), and
+    clips given as samples are written as 16-bit WAV files (W&B would need ``soundfile`` to take samples).
+    :meth:`keep` hands the folder over for the worker to remove; otherwise leaving the ``with`` block removes it.
 
     Example:
         >>> import numpy as np, wandb  # doctest: +SKIP
-        >>> with AudioFiles(wandb) as files:  # doctest: +SKIP
+        >>> with ItemFiles(wandb) as files:  # doctest: +SKIP
         ...     clip = files.clip(np.zeros(800), sample_rate=8000)
+        ...     folders = files.keep()
     """
 
     def __init__(self, wandb: Any) -> None:
         self._wandb = wandb
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._folder: str | None = None
         self._count = 0
 
-    def __enter__(self) -> AudioFiles:
-        self._folder = tempfile.TemporaryDirectory(prefix="tracklight-wandb-audio-")
+    def __enter__(self) -> ItemFiles:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._folder is not None:
-            self._folder.cleanup()
+            shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+
+    def keep(self) -> list[str]:
+        """The folders to remove once the item is delivered (none when no file was written)."""
+        folder, self._folder = self._folder, None
+        return [folder] if folder is not None else []
+
+    def path(self, value: Any) -> Any:
+        """A copy of the file at ``value`` when it is a path (its extension kept); anything else as it is."""
+        if not isinstance(value, (str, os.PathLike)):
+            return value
+        source = os.fspath(value)
+        copy = self._new_file(os.path.splitext(source)[1])
+        shutil.copyfile(source, copy)
+        return copy
 
     def clip(self, value: Any, sample_rate: int | None = None, caption: str | None = None) -> Any:
         """A ``wandb.Audio`` from a path, a ``wandb.Audio``, or a 1-D/2-D array or tensor of samples."""
         if is_instance_by_name(value, "wandb.sdk.data_types.audio.Audio"):
             return value
         if isinstance(value, (str, os.PathLike)):
-            return self._wandb.Audio(os.fspath(value), sample_rate=sample_rate, caption=caption)
+            return self._wandb.Audio(self.path(value), sample_rate=sample_rate, caption=caption)
         return self.neutral(media.to_audio(value, int(sample_rate or 44100), caption))
 
     def neutral(self, audio: media.Audio) -> Any:
-        if self._folder is None:
-            raise TracklightError("AudioFiles must be used in a `with` block.")
-        path = os.path.join(self._folder.name, f"clip_{self._count}.wav")
-        self._count += 1
+        path = self._new_file(".wav")
         with open(path, "wb") as handle:
             handle.write(audio.wav())
         return self._wandb.Audio(path, sample_rate=audio.sample_rate, caption=audio.caption)
+
+    def _new_file(self, extension: str) -> str:
+        if self._folder is None:
+            self._folder = tempfile.mkdtemp(prefix="tracklight-wandb-")
+        self._count += 1
+        return os.path.join(self._folder, f"{self._count}{extension}")
+
+
+def weight(values: list[Any]) -> int:
+    """How much of the delivery queue media built from ``values`` take: their size in KiB, 64 when unknown."""
+    total = 0
+    for value in values:
+        size = getattr(value, "nbytes", None)
+        if size is None and isinstance(value, (str, os.PathLike)):
+            try:
+                size = os.path.getsize(value)
+            except OSError:
+                size = None
+        if size is None and isinstance(value, media.Image):
+            size = value.pixels.nbytes
+        total += int(size) if size is not None else 64 * 1024
+    return max(1, total // 1024)
 
 
 def video(wandb: Any, value: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ import os
 import tempfile
 import uuid
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight import media
@@ -17,11 +17,15 @@ from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _comet_config as comet_config
+from tracklight.loggers._comet_sink import CometSink
+from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, nan_as_text, sanitize, warn_conversions
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from tracklight.delivery import DeliveryReport
 
 __all__ = ["CometLogger"]
 
@@ -37,8 +41,14 @@ class CometLogger(Logger):
     ``name``, ``save_dir`` is the directory of offline archives and ``offline=True`` means
     ``online=False``. Offline (``online=False``, ``COMET_START_ONLINE=false``, or no API key
     anywhere), the experiment is written as a ``.zip`` archive that ``comet upload`` sends later, and
-    nothing goes over the network. ``finalize`` ends the experiment, which completes the archive;
-    logging afterwards (``trainer.test`` after ``trainer.fit``) continues the same experiment by its key.
+    nothing goes over the network.
+
+    Metrics, parameters, media and checkpoints are handed to the experiment by a background worker, in
+    the order they were logged; ``experiment`` first waits until what was queued has reached it.
+    ``finalize`` waits for the queue and flushes the experiment, as Lightning's does, and leaves it open:
+    ``trainer.test`` after ``trainer.fit`` logs to the same experiment, which Comet ends (writing the
+    offline archive) when the process exits. To end it earlier, call ``logger.experiment.end()``;
+    logging afterwards continues the same experiment by its key.
 
     Args:
         api_key: Comet API key; defaults to ``COMET_API_KEY`` or Comet's config file.
@@ -53,6 +63,7 @@ class CometLogger(Logger):
         log_model: ``True`` logs the best and last checkpoints as files of a Comet model when training
             ends; ``"all"`` logs every checkpoint as it is saved; ``False`` logs none.
         checkpoint_name: Name of the Comet model the checkpoints go to (default ``"model"``).
+        delivery_timeout: Seconds ``finalize`` (and ``experiment``) wait for the queue to reach the experiment.
         \**kwargs: Passed to ``comet_ml.ExperimentConfig``: ``name`` (or ``experiment_name``),
             ``offline_directory`` (or ``save_dir``), ``tags``, ``log_code``, ``display_summary_level``...
 
@@ -62,7 +73,8 @@ class CometLogger(Logger):
         >>> logger = CometLogger(project_name="my-project", experiment_name="experiment-1",
         ...                      save_dir=tempfile.mkdtemp(), online=False, display_summary_level=0)
         >>> logger.log_metrics({"train/loss": 0.5}, step=10)
-        >>> logger.finalize("success")  # the archive is complete: comet upload <save_dir>/<key>-*.zip
+        >>> logger.finalize("success")
+        >>> logger.experiment.end()  # or at exit: the archive is complete, for comet upload <save_dir>/<key>-*.zip
     """
 
     LOGGER_JOIN_CHAR = "_"
@@ -79,6 +91,7 @@ class CometLogger(Logger):
         prefix: str | None = None,
         log_model: bool | Literal["all"] = False,
         checkpoint_name: str | None = None,
+        delivery_timeout: float = DEFAULT_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         settings = comet_config.resolve(
@@ -101,8 +114,10 @@ class CometLogger(Logger):
         self._log_model = checkpoints.check_log_model(log_model)
         self._checkpoint_name = checkpoint_name or "model"
         self._experiment: Any = None
-        self._ended = False  # finalize ended the experiment: later use continues it by key
+        self._ended = False  # the experiment was ended (by the user): later use continues it by key
         self._offline_directory = comet_config.offline_directory(comet_ml, settings, self._online)
+        self._delivery_timeout = float(delivery_timeout)
+        self._remote: SdkDelivery | None = None
         self._checkpoint_callbacks: dict[int, Any] = {}
         self._logged_model_time: dict[str, float] = {}
         self._checkpoint_failures = 0
@@ -114,11 +129,33 @@ class CometLogger(Logger):
     def experiment(self) -> Any:
         """The ``comet_ml`` experiment (``OfflineExperiment`` offline); a no-op stand-in on other ranks.
 
-        Started on first use; after ``finalize`` ended it, the next use continues the same experiment.
+        Started on first use; what was logged before is handed to it first, so calls made on it come after
+        those values. After it was ended, the next use continues the same experiment.
         """
-        if self._experiment is None:
-            self._experiment = self._start()
-        return self._experiment
+        experiment = self._live()
+        assert self._remote is not None
+        self._remote.wait()
+        return experiment
+
+    def _live(self) -> Any:
+        """The experiment, started (or continued) when needed; what is queued may not have reached it yet."""
+        experiment = self._experiment
+        if experiment is not None and getattr(experiment, "ended", False) is not True:  # `is`: a stubbed SDK
+            return experiment
+        if experiment is not None:
+            self._ended = True
+        experiment = self._experiment = self._start()
+        if self._remote is None:
+            directory = self._offline_directory or os.path.join(tempfile.gettempdir(), "tracklight-comet")
+            hint = f"comet upload {self._offline_directory}/{self._experiment_key}-*.zip" if not self._online else ""
+            self._remote = SdkDelivery(
+                type(self).__name__, CometSink(), os.path.join(directory, "tracklight"), self._delivery_timeout, hint
+            )
+        sink = self._remote.sink
+        assert isinstance(sink, CometSink)
+        sink.experiment = experiment
+        self._remote.attached()
+        return experiment
 
     def _start(self) -> Any:
         comet_ml = comet_config.import_comet(offline=not self._online)
@@ -154,7 +191,7 @@ class CometLogger(Logger):
         if self._experiment is not None:
             return str(self._experiment.get_key())
         if self._experiment_key is None and global_rank() == 0:
-            return str(self.experiment.get_key())
+            return str(self._live().get_key())
         return self._experiment_key
 
     @property
@@ -174,62 +211,89 @@ class CometLogger(Logger):
         """Log numbers at ``step``; Lightning's ``epoch`` entry becomes the epoch of the values, as in Lightning."""
         values: dict[str, float | int] = {}
         epoch = None
-        for key, value in flatten(metrics).items():
+        nested = any(isinstance(value, Mapping) for value in metrics.values())
+        for key, value in (flatten(metrics) if nested else metrics).items():
             number = to_number(key, value)
             if key == "epoch":
                 epoch = int(number)
             else:
                 values[key] = number
-        self.experiment.log_metrics(values, prefix=self._prefix, step=step, epoch=epoch)
+        self._live()
+        item = {"kind": "row", "values": values, "prefix": self._prefix, "step": step, "epoch": epoch}
+        self._remote.put(item)  # type: ignore[union-attr]  # _live() made it
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:
         """Log hyperparameters as Comet parameters (nested dicts shown as ``outer|inner``)."""
         clean, notes = sanitize(params)
         warn_conversions(notes, type(self).__name__)
-        self.experiment.log_parameters(nan_as_text(clean), nested_support=True)
+        self._live()
+        params = nan_as_text(clean)
+        self._remote.put({"kind": "hyperparameter", "params": params})  # type: ignore[union-attr]  # _live() made it
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         """Record the model's structure (its ``repr``) as the experiment's graph."""
-        self.experiment.set_model_graph(model)
+        graph = repr(model)  # now, on this thread: the model keeps training meanwhile
+        self._call("graph", "model", lambda experiment: experiment.set_model_graph(graph))
+
+    def _call(
+        self, kind: str, key: str, call: Callable[[Any], None], weight: int = 1, remove: list[str] | None = None
+    ) -> None:
+        """Queue ``call(experiment)`` for the worker; ``remove`` lists files to delete once it ran."""
+        self._live()
+        item: dict[str, Any] = {"kind": kind, "key": key, "call": call}
+        if remove:
+            item[REMOVE] = remove
+        self._remote.put(item, weight)  # type: ignore[union-attr]  # _live() made it
 
     # ---- media: through Comet's own calls ----------------------------------------------------------------
 
     def _write_images(self, key: str, images: list[media.Image], step: int | None) -> None:
-        for index, image in enumerate(images):
-            name = key if len(images) == 1 else f"{key}_{index}"
-            metadata = {"caption": image.caption} if image.caption else None
-            self.experiment.log_image(io.BytesIO(image.png()), name=name, step=step, metadata=metadata)
+        def log(experiment: Any) -> None:
+            for index, image in enumerate(images):
+                name = key if len(images) == 1 else f"{key}_{index}"
+                metadata = {"caption": image.caption} if image.caption else None
+                experiment.log_image(io.BytesIO(image.png()), name=name, step=step, metadata=metadata)
+
+        self._call("image", key, log, media_weight(sum(image.pixels.nbytes for image in images)))
 
     def _write_histogram(self, key: str, values: np.ndarray, step: int | None, bins: Any) -> None:
         # Comet bins the values itself (fixed, fine bins shared by every step of the chart).
-        self.experiment.log_histogram_3d(values, name=key, step=step)
+        self._call("histogram", key, lambda experiment: experiment.log_histogram_3d(values, name=key, step=step))
 
     def _write_text(self, key: str, text: str, step: int | None) -> None:
-        self.experiment.log_text(text, step=step, metadata={"key": key})
+        self._call("text", key, lambda experiment: experiment.log_text(text, step=step, metadata={"key": key}))
 
     def _write_audio(self, key: str, audio: media.Audio, step: int | None) -> None:
-        # Comet takes a file or an array, not bytes; it copies the file when called, so ours can go at once.
-        handle, path = tempfile.mkstemp(suffix=".wav", prefix="tracklight-")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(audio.wav())
-            metadata = {"key": key, "sample_rate": audio.sample_rate}
-            if audio.caption:
-                metadata["caption"] = audio.caption
-            self.experiment.log_audio(path, file_name=_file_name(key, step, "wav"), step=step, metadata=metadata)
-        finally:
-            os.remove(path)
+        def log(experiment: Any) -> None:
+            # Comet takes a file or an array, not bytes; it copies the file when called, so ours can go at once.
+            handle, path = tempfile.mkstemp(suffix=".wav", prefix="tracklight-")
+            try:
+                with os.fdopen(handle, "wb") as file:
+                    file.write(audio.wav())
+                metadata = {"key": key, "sample_rate": audio.sample_rate}
+                if audio.caption:
+                    metadata["caption"] = audio.caption
+                experiment.log_audio(path, file_name=_file_name(key, step, "wav"), step=step, metadata=metadata)
+            finally:
+                os.remove(path)
+
+        self._call("audio", key, log, media_weight(audio.samples.nbytes))
 
     def _write_figure(self, key: str, figure: Any, step: int | None) -> None:
         if media.is_figure(figure):
-            self.experiment.log_figure(figure_name=key, figure=figure, step=step)
+            png = media.figure_png(figure)  # now, here: the figure may be closed or changed once this returns
+            log = lambda experiment: experiment.log_image(io.BytesIO(png), name=key, step=step)  # noqa: E731
+            self._call("figure", key, log, media_weight(len(png)))
         else:
             self._write_images(key, media.to_images(figure), step)
 
     def _write_table(self, key: str, table: media.Table, step: int | None) -> None:
-        self.experiment.log_table(_file_name(key, step, "csv"), tabular_data=table.rows, headers=table.columns)
+        name = _file_name(key, step, "csv")
+        self._call(
+            "table", key, lambda experiment: experiment.log_table(name, tabular_data=table.rows, headers=table.columns)
+        )
 
     # ---- checkpoints -------------------------------------------------------------------------------------
 
@@ -248,15 +312,9 @@ class CometLogger(Logger):
             metadata = checkpoints.metadata(callback, candidate)
             metadata["best"] = candidate.best
             try:
-                # Given an open file, Comet copies it before returning; given a path it reads the file later,
-                # when Lightning may have rewritten it (last.ckpt) or deleted it.
-                with open(candidate.path, "rb") as handle:
-                    self.experiment.log_model(
-                        self._checkpoint_name,
-                        handle,
-                        file_name=os.path.basename(candidate.path),
-                        metadata=metadata,
-                    )
+                # Set aside now: by the time the worker uploads it, Lightning may have rewritten (last.ckpt) or
+                # deleted the file.
+                staged = checkpoints.stage(candidate.path, self._staging_directory())
             except Exception as err:  # a checkpoint that cannot be logged must not stop training
                 self._checkpoint_failures += 1
                 if self._checkpoint_failures == 1:
@@ -266,24 +324,40 @@ class CometLogger(Logger):
                         "Further failures are not reported."
                     )
                 continue
+            self._call(
+                "checkpoint",
+                candidate.path,
+                _log_model(self._checkpoint_name, staged, os.path.basename(candidate.path), metadata),
+                remove=[os.path.dirname(staged)],
+            )
             self._logged_model_time[candidate.path] = candidate.mtime
+
+    def _staging_directory(self) -> str:
+        self._live()
+        assert self._remote is not None
+        return os.path.join(self._remote.directory, "staging")
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
+    @property
+    def delivery_report(self) -> DeliveryReport | None:
+        """What the last ``finalize`` handed to the experiment, and what it could not."""
+        return self._remote.report if self._remote is not None else None
+
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        """Log the checkpoints still due, record ``status`` and end the experiment (offline: write the archive)."""
+        """Log the checkpoints still due and ``status``, then wait (at most ``delivery_timeout`` seconds) until
+        everything queued reached the experiment and flush it, as Lightning does. The experiment stays open;
+        Comet ends it (writing the offline archive) at exit, or when you call ``logger.experiment.end()``."""
         for callback in list(self._checkpoint_callbacks.values()):
             with contextlib.suppress(ReferenceError):  # the callback (held through a weak proxy) is gone
                 self._log_checkpoints(callback)
         self._checkpoint_callbacks.clear()
-        experiment = self._experiment
-        if experiment is None:
+        if self._experiment is None:
             return
-        self._experiment = None
-        self._ended = True
-        experiment.log_other("status", status)
-        experiment.end()
+        self._call("status", "status", lambda experiment: experiment.log_other("status", status))
+        self._call("flush", "flush", lambda experiment: experiment.flush())
+        self._remote.finish()  # type: ignore[union-attr]  # _call() made it
 
     def __getstate__(self) -> dict[str, Any]:
         # The experiment holds threads and sockets; a copy in another process continues it by its key.
@@ -294,9 +368,17 @@ class CometLogger(Logger):
         state = dict(self.__dict__)
         if self._experiment is not None:
             state["_experiment_key"] = self._experiment.get_key()
-        state["_experiment"] = None
-        state["_checkpoint_callbacks"] = {}
+        state.update(_experiment=None, _remote=None, _checkpoint_callbacks={})
         return state
+
+
+def _log_model(name: str, path: str, file_name: str, metadata: dict[str, Any]) -> Callable[[Any], None]:
+    def log(experiment: Any) -> None:
+        # Given an open file, Comet copies it before returning; the staged copy is then removed.
+        with open(path, "rb") as handle:
+            experiment.log_model(name, handle, file_name=file_name, metadata=metadata)
+
+    return log
 
 
 def _file_name(key: str, step: int | None, extension: str) -> str:

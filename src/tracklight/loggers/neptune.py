@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from argparse import Namespace
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklight import __version__, media
@@ -14,13 +13,17 @@ from tracklight._errors import MissingDependencyError, TracklightError, warn
 from tracklight._imports import is_available, is_instance_by_name, require
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
+from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _neptune_values as neptune_values
-from tracklight.loggers._neptune_steps import SeriesSteps
+from tracklight.loggers._neptune_sink import NeptuneSink, root_of
+from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, sanitize, warn_conversions
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from tracklight.delivery import DeliveryReport
 
 __all__ = ["NeptuneArgumentError", "NeptuneLogger"]
 
@@ -28,8 +31,6 @@ _RUN_TYPES = ("neptune.metadata_containers.run.Run", "neptune.handler.Handler")
 _INTEGRATION_KEY = "source_code/integrations/tracklight"
 #: Modes whose runs live on the Neptune server, so a stopped run can be continued by its id.
 _SERVER_MODES = ("async", "sync")
-#: Longest ``finalize`` waits for an async run to reach the server; what is left stays on disk for ``neptune sync``.
-STOP_TIMEOUT = 300.0
 
 
 class NeptuneArgumentError(TracklightError, ValueError):
@@ -44,18 +45,24 @@ class NeptuneLogger(Logger):
     series, as Neptune requires; hyperparameters under ``<prefix>/hyperparams``; checkpoints under
     ``<prefix>/model/checkpoints``. The connection mode is ``mode=`` or ``NEPTUNE_MODE``: ``"async"``
     (default), ``"sync"``, ``"offline"`` (written under ``.neptune/``, sent later with ``neptune sync``)
-    or ``"debug"`` (kept in memory). ``finalize`` records the status and stops a run the logger started;
-    logging afterwards (``trainer.test`` after ``trainer.fit``) continues it by its id online, or starts
-    a new run offline (offline runs cannot be reopened; pass ``run=`` to keep one run open yourself).
+    or ``"debug"`` (kept in memory).
+
+    Values are handed to the run by a background worker, in the order they were logged; ``run`` and
+    ``experiment`` first wait until what was queued has reached it. ``finalize`` records the status and
+    waits for the queue, and leaves the run open, as Lightning's logger did: ``trainer.test`` after
+    ``trainer.fit`` logs to the same run, which the client stops when the process exits. To stop it
+    earlier, call ``logger.run.stop()``; logging afterwards continues it by its id (async and sync
+    modes) or, offline, starts a new run (offline runs cannot be reopened).
 
     Args:
         api_key: Neptune API token; defaults to ``NEPTUNE_API_TOKEN``.
         project: ``"workspace-name/project-name"``; defaults to ``NEPTUNE_PROJECT``.
         name: The run's name in the Neptune app.
         run: A run (``neptune.init_run(...)``) or a namespace of one (``run["finetuning"]``) to log into
-            instead of starting a new run; the logger never stops a run it did not start.
+            instead of starting a new run.
         log_model_checkpoints: Upload ``ModelCheckpoint``'s files as they are saved, and remove those it deleted.
         prefix: The namespace everything goes under (``""`` for the root of the run).
+        delivery_timeout: Seconds ``finalize`` (and ``run``) wait for the queue to reach the run.
         \**neptune_run_kwargs: Passed to ``neptune.init_run``: ``mode``, ``tags``, ``description``,
             ``with_id`` (continue a run), ``capture_stdout``...
 
@@ -66,6 +73,7 @@ class NeptuneLogger(Logger):
         >>> logger.run["training/loss"].fetch_last()
         0.5
         >>> logger.finalize("success")
+        >>> logger.run.stop()  # or at exit
         [neptune] [info   ] Shutting down background jobs, please wait a moment...
         [neptune] [info   ] Done!
     """
@@ -83,6 +91,7 @@ class NeptuneLogger(Logger):
         run: Any = None,
         log_model_checkpoints: bool | None = True,
         prefix: str = "training",
+        delivery_timeout: float = DEFAULT_TIMEOUT,
         **neptune_run_kwargs: Any,
     ) -> None:
         if not is_available("neptune"):
@@ -112,19 +121,19 @@ class NeptuneLogger(Logger):
         self._run_instance = run
         self._owns_run = False
         self._run_short_id: str | None = None
-        self._stopped_id: str | None = None  # the server id of a run finalize stopped, to continue it
+        self._stopped_id: str | None = None  # the server id of a run that was stopped, to continue it
         self._reopened = False
-        self._steps = SeriesSteps(type(self).__name__)
-        self._uploaded: dict[str, float] = {}  # checkpoint name -> modification time of the uploaded file
-        self._checked_structure = False
+        self._delivery_timeout = float(delivery_timeout)
+        self._remote: SdkDelivery | None = None
+        self._uploaded: dict[str, float] = {}  # checkpoint name -> modification time of the file staged for it
         self._file_labels: dict[str, int] = {}
         self._said: set[str] = set()
         if run is not None:
             self._identify(run)
             if global_rank() == 0:
-                _root(run)[_INTEGRATION_KEY] = __version__
+                root_of(run)[_INTEGRATION_KEY] = __version__
 
-    # ---- identity ----------------------------------------------------------------------------------------
+    # ---- the run -----------------------------------------------------------------------------------------
 
     @property
     @rank_zero_experiment
@@ -135,10 +144,38 @@ class NeptuneLogger(Logger):
     @property
     @rank_zero_experiment
     def run(self) -> Any:
-        """The Neptune run, started on first use on rank zero; a no-op stand-in on other ranks."""
-        if self._run_instance is None:
-            self._run_instance = self._start()
-        return self._run_instance
+        """The Neptune run, started on first use on rank zero; a no-op stand-in on other ranks.
+
+        What was logged before is handed to it first, so calls made on it come after those values.
+        """
+        run = self._live()
+        assert self._remote is not None
+        self._remote.wait()
+        return run
+
+    def _live(self) -> Any:
+        """The run, started (or continued) when needed; what is queued may not have reached it yet."""
+        run = self._run_instance
+        if run is not None and not (self._owns_run and root_of(run).get_state() == "stopped"):
+            if self._remote is not None:
+                return run
+        else:
+            if run is not None:  # stopped by the user (run.stop()): continue it by its id where Neptune can
+                self._stopped_id = self._run_short_id if self.mode in _SERVER_MODES else None
+                self._reopened = True
+            run = self._run_instance = self._start()
+        if self._remote is None:
+            project = self._project or os.environ.get("NEPTUNE_PROJECT") or "WORKSPACE/PROJECT"
+            hint = f"neptune sync --path {os.path.dirname(self.save_dir)} --project {project}"
+            hint = hint if self.mode == "offline" else ""
+            directory = os.path.join(self.save_dir, "tracklight")
+            self._remote = SdkDelivery(type(self).__name__, NeptuneSink(), directory, self._delivery_timeout, hint)
+        sink = self._remote.sink
+        assert isinstance(sink, NeptuneSink)
+        resumed = not self._owns_run or "with_id" in self._neptune_run_kwargs or self._stopped_id is not None
+        sink.attach(run, resumed, same_run=sink.run is None or self._stopped_id is not None)
+        self._remote.attached()
+        return run
 
     def _start(self) -> Any:
         neptune = require("neptune", "neptune")
@@ -149,9 +186,8 @@ class NeptuneLogger(Logger):
         elif self._reopened:
             self._say(
                 "reopen",
-                f"NeptuneLogger: finalize() stopped the {self.mode} run, and {self.mode} runs cannot be reopened, "
-                "so what is logged now goes to a new run. To keep one run across fit and test, start it "
-                "yourself and pass it: NeptuneLogger(run=neptune.init_run(...)); the logger leaves such runs open.",
+                f"NeptuneLogger: the {self.mode} run was stopped, and {self.mode} runs cannot be reopened, so what "
+                "is logged now goes to a new run. To keep one run, stop it only when you are done logging.",
             )
         run = neptune.init_run(**kwargs)
         self._owns_run = True
@@ -170,7 +206,7 @@ class NeptuneLogger(Logger):
         return kwargs
 
     def _identify(self, run: Any) -> None:
-        root = _root(run)
+        root = root_of(run)
         mode = _mode_of(root) or self.mode
         if mode in _SERVER_MODES:
             self._run_short_id = str(getattr(root, "_sys_id", None) or root["sys/id"].fetch())
@@ -179,11 +215,13 @@ class NeptuneLogger(Logger):
         if self._run_name is None and mode != "offline" and root.exists("sys/name"):
             self._run_name = str(root["sys/name"].fetch()) or None
 
+    # ---- identity ----------------------------------------------------------------------------------------
+
     @property
     def mode(self) -> str:
         """The connection mode: the run's, else ``mode=``, else ``NEPTUNE_MODE``, else ``"async"``."""
         run = self._run_instance
-        mode = _mode_of(_root(run)) if run is not None else None
+        mode = _mode_of(root_of(run)) if run is not None else None
         return str(mode or self._neptune_run_kwargs.get("mode") or os.environ.get("NEPTUNE_MODE") or "async")
 
     @property
@@ -195,7 +233,7 @@ class NeptuneLogger(Logger):
     def version(self) -> str | None:
         """The run's id (``PROJ-123``; offline and debug runs have a local id); rank zero starts the run to learn it."""
         if self._run_short_id is None and self._run_instance is None and global_rank() == 0:
-            _ = self.run
+            self._live()
         return self._run_short_id
 
     @property
@@ -208,42 +246,12 @@ class NeptuneLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Append each value to the series ``<prefix>/<key>``, at a step that increases within the series."""
-        # Every value is checked before any is appended: a bad one must not leave the call half-logged.
-        numbers = {key: to_number(key, value) for key, value in flatten(metrics).items()}
-        run = self.run
-        with self._guard():
-            for key, number in numbers.items():
-                path = self._path(key)
-                if isinstance(number, float) and not math.isfinite(number):
-                    self._log_nonfinite(run, key, path, number, step)
-                    continue
-                at = self._steps.next(path, step, number, self._known_last)
-                if at is not None:
-                    self._append_metric(run, key, path, number, at)
-
-    def _append_metric(self, run: Any, key: str, path: str, number: float, step: float) -> None:
-        try:
-            run[path].append(number, step=step)
-        except Exception as err:
-            if not is_instance_by_name(err, "neptune.exceptions.MetadataInconsistency"):
-                raise
-            # "loss" and "loss/val" cannot both exist: a field is not a namespace. Training goes on.
-            self._say(
-                f"conflict:{path}",
-                f"NeptuneLogger could not log metric {key!r}: {str(err).strip()}. Rename one of the two keys "
-                "(e.g. 'loss/train' beside 'loss/val'); values of this key are not logged until then.",
-            )
-
-    def _log_nonfinite(self, run: Any, key: str, path: str, number: float, step: int | None) -> None:
-        # Neptune's float series drop NaN and infinity; keep them, as text, in a series beside it.
-        side = f"{path}_nonfinite"
-        at = self._steps.next(side, step, None, self._known_last)
-        run[side].append(str(number), step=at)
-        self._say(
-            f"nonfinite:{path}",
-            f"NeptuneLogger: metric {key!r} was {number} at step {step}; Neptune's number series cannot hold NaN "
-            f"or infinity, so such values are logged as text in {side!r} instead (reported once per metric).",
-        )
+        # Every value is checked before any is queued: a bad one must not leave the call half-logged.
+        nested = any(isinstance(value, Mapping) for value in metrics.values())
+        prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
+        flat = flatten(metrics) if nested else metrics
+        values = [(key, prefix + key, to_number(key, value)) for key, value in flat.items()]
+        self._put({"kind": "row", "op": "metrics", "values": values, "step": step})
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:
@@ -253,18 +261,21 @@ class NeptuneLogger(Logger):
         warn_conversions(notes, type(self).__name__)
         converted = neptune_values.hyperparams(clean)
         if converted:
-            with self._guard():
-                self.run[self._path(self.PARAMETERS_KEY)] = converted
+            path = self._path(self.PARAMETERS_KEY)
+            self._put({"kind": "hyperparameter", "op": "assign", "path": path, "value": converted})
 
     @rank_zero_only
     def log_model_summary(self, model: Any, max_depth: int = -1) -> None:
         """Upload Lightning's ``ModelSummary`` of ``model`` as ``<prefix>/model/summary`` (a text file)."""
         summary = require("lightning.pytorch.utilities.model_summary", "lightning").ModelSummary
-        file = require("neptune.types", "neptune").File
-        with self._guard():
-            self.run[self._path("model/summary")] = file.from_content(
-                str(summary(model=model, max_depth=max_depth)), extension="txt"
-            )
+        text = str(summary(model=model, max_depth=max_depth))
+        self._put(
+            {"kind": "summary", "op": "file", "path": self._path("model/summary"), "content": text, "extension": "txt"}
+        )
+
+    def _put(self, item: dict[str, Any], weight: int = 1) -> None:
+        self._live()
+        self._remote.put(item, weight)  # type: ignore[union-attr]  # _live() made it
 
     # ---- media: through neptune's File types -------------------------------------------------------------
 
@@ -275,17 +286,14 @@ class NeptuneLogger(Logger):
     def _append_image(
         self, key: str, png: bytes, step: int | None, caption: str | None = None, quiet: bool = False
     ) -> None:
-        file = require("neptune.types", "neptune").File
-        path = self._path(key)
-        at = self._steps.next(path, step, None, self._known_last, quiet=quiet)
-        with self._guard():
-            self.run[path].append(file.from_content(png, extension="png"), step=at, name=caption)
+        item = {"kind": "image", "op": "append", "path": self._path(key), "value": png, "extension": "png"}
+        self._put({**item, "step": step, "name": caption, "quiet": quiet}, media_weight(len(png)))
 
     def _write_histogram(self, key: str, values: np.ndarray, step: int | None, bins: Any) -> None:
         # Neptune has no histogram type: the bins go in a CSV file, which the app shows as a table and a chart.
         counts, edges = media.histogram_counts(values, bins)
         rows = [[float(a), float(b), int(c)] for a, b, c in zip(edges[:-1], edges[1:], counts, strict=False)]
-        self._upload_file(key, step, media.Table(["left", "right", "count"], rows).csv(), "csv")
+        self._upload_file("histogram", key, step, media.Table(["left", "right", "count"], rows).csv(), "csv")
 
     def _write_text(self, key: str, text: str, step: int | None) -> None:
         path = self._path(key)
@@ -297,29 +305,26 @@ class NeptuneLogger(Logger):
                 "Neptune string series keeps per entry, so it was split over consecutive entries "
                 "(reported once per key).",
             )
-        with self._guard():
-            for index, chunk in enumerate(chunks):
-                at = self._steps.next(path, step, None, self._known_last, quiet=index > 0)
-                self.run[path].append(chunk, step=at)
+        for index, chunk in enumerate(chunks):
+            self._put({"kind": "text", "op": "append", "path": path, "value": chunk, "step": step, "quiet": index > 0})
 
     def _write_audio(self, key: str, audio: media.Audio, step: int | None) -> None:
-        self._upload_file(key, step, audio.wav(), "wav")
+        self._upload_file("audio", key, step, audio.wav(), "wav")
 
     def _write_figure(self, key: str, figure: Any, step: int | None) -> None:
         png = media.figure_png(figure) if media.is_figure(figure) else media.png_bytes(media.image_pixels(figure))
         self._append_image(key, png, step)
 
     def _write_table(self, key: str, table: media.Table, step: int | None) -> None:
-        self._upload_file(key, step, table.csv(), "csv")
+        self._upload_file("table", key, step, table.csv(), "csv")
 
-    def _upload_file(self, key: str, step: int | None, content: str | bytes, extension: str) -> None:
+    def _upload_file(self, kind: str, key: str, step: int | None, content: str | bytes, extension: str) -> None:
         """One file per call at ``<prefix>/<key>/step_<step>`` (``_1``, ``_2``... when a step repeats)."""
-        file = require("neptune.types", "neptune").File
         base = f"{self._path(key)}/" + ("unstepped" if step is None else f"step_{step}")
         count = self._file_labels.get(base, 0)
         self._file_labels[base] = count + 1
-        with self._guard():
-            self.run[base if count == 0 else f"{base}_{count}"] = file.from_content(content, extension=extension)
+        item = {"kind": kind, "op": "file", "path": base if count == 0 else f"{base}_{count}", "content": content}
+        self._put({**item, "extension": extension}, media_weight(len(content)))
 
     # ---- checkpoints -------------------------------------------------------------------------------------
 
@@ -328,123 +333,71 @@ class NeptuneLogger(Logger):
         """Upload the checkpoints saved since the last call and delete from the run those the callback deleted.
 
         The files go under ``<prefix>/model/checkpoints/<name>``; the best path and score under ``<prefix>/model``.
+        Each new file is set aside first (a hard link), so Lightning may replace or delete it before the upload.
         """
         if not self._log_model_checkpoints:
             return
-        file = require("neptune.types", "neptune").File
-        run = self.run
-        namespace = self._path("model/checkpoints")
+        self._live()
+        assert self._remote is not None
         kept = neptune_values.checkpoint_names(checkpoint_callback)
-        with self._guard():
-            self._note_uploaded_before(run, namespace)
-            for name, path in kept.items():
-                mtime = os.stat(path).st_mtime
-                if self._uploaded.get(name, -1.0) >= mtime:
-                    continue
-                extension = os.path.splitext(path)[1].lstrip(".") or "ckpt"
-                # Read now: the client copies the stream into its own directory before Lightning can
-                # overwrite (last.ckpt) or delete (a checkpoint leaving the top k) the file.
-                with open(path, "rb") as stream:
-                    run[f"{namespace}/{name}"] = file.from_stream(stream, extension=extension)
-                self._uploaded[name] = mtime
-            for name in sorted(set(self._uploaded) - set(kept)):
-                del run[f"{namespace}/{name}"]
-                del self._uploaded[name]
-            best = getattr(checkpoint_callback, "best_model_path", "")
-            if best:
-                run[self._path("model/best_model_path")] = best
-            score = getattr(checkpoint_callback, "best_model_score", None)
-            if score is not None:
-                score = float(score.item() if hasattr(score, "item") else score)
-                if math.isfinite(score):
-                    run[self._path("model/best_model_score")] = score
-
-    def _note_uploaded_before(self, run: Any, namespace: str) -> None:
-        """Checkpoints an earlier session put in this run count as uploaded, so stale ones get removed too."""
-        if self._checked_structure:
-            return
-        self._checked_structure = True
-        root, full = _root(run), self._full_path(run, namespace)
-        if not root.exists(full):
-            return
-        structure: Any = root.get_structure()
-        for part in full.split("/"):
-            structure = structure.get(part, {}) if isinstance(structure, Mapping) else {}
-        if isinstance(structure, Mapping):
-            for name in neptune_values.leaf_paths(structure):
-                self._uploaded.setdefault(name, -1.0)
+        uploads, staged = [], []
+        for name, path in kept.items():
+            mtime = os.stat(path).st_mtime
+            if self._uploaded.get(name, -1.0) >= mtime:
+                continue
+            copy = checkpoints.stage(path, os.path.join(self._remote.directory, "staging"))
+            uploads.append((name, copy))
+            staged.append(os.path.dirname(copy))
+            self._uploaded[name] = mtime
+        for name in set(self._uploaded) - set(kept):
+            del self._uploaded[name]
+        atoms: dict[str, Any] = {}
+        best = getattr(checkpoint_callback, "best_model_path", "")
+        if best:
+            atoms[self._path("model/best_model_path")] = best
+        score = getattr(checkpoint_callback, "best_model_score", None)
+        if score is not None:
+            score = float(score.item() if hasattr(score, "item") else score)
+            if math.isfinite(score):
+                atoms[self._path("model/best_model_score")] = score
+        item = {"kind": "checkpoint", "op": "checkpoints", "namespace": self._path("model/checkpoints")}
+        self._remote.put({**item, "uploads": uploads, "kept": set(kept), "atoms": atoms, REMOVE: staged})
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
+    @property
+    def delivery_report(self) -> DeliveryReport | None:
+        """What the last ``finalize`` handed to the run, and what it could not."""
+        return self._remote.report if self._remote is not None else None
+
     @rank_zero_only
     def save(self) -> None:
-        """Nothing to do: the client writes to disk and sends in the background."""
+        """Nothing to do: values are queued, and the client writes to disk and sends in the background."""
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        """Record ``status`` under ``<prefix>/status`` and stop the run if this logger started it."""
-        run = self._run_instance
-        if run is None:
+        """Record ``status`` under ``<prefix>/status``, then wait (at most ``delivery_timeout`` seconds) until
+        everything queued reached the run and the client has it on disk. The run stays open: the client stops
+        it at exit, or call ``logger.run.stop()``."""
+        if self._run_instance is None:
             return
-        with self._guard():
-            if status:
-                run[self._path("status")] = status
-            if not self._owns_run:
-                _root(run).wait(disk_only=True)
-                return
-            mode = self.mode
-            self._stopped_id = self._run_short_id if mode in _SERVER_MODES else None
-            self._run_instance = None
-            self._owns_run = False
-            self._reopened = True
-            run.stop(seconds=STOP_TIMEOUT if mode == "async" else None)
+        if status:
+            self._put({"kind": "status", "op": "assign", "path": self._path("status"), "value": status})
+        self._put({"kind": "flush", "op": "call", "call": lambda run: root_of(run).wait(disk_only=True)})
+        self._remote.finish()  # type: ignore[union-attr]  # _put() made it
 
     def __getstate__(self) -> dict[str, Any]:
         # A run holds threads and files; a copy in another process continues it by its id where Neptune can.
         state = dict(self.__dict__)
         if self._run_instance is not None and self._owns_run and self.mode in _SERVER_MODES:
             state["_stopped_id"] = self._run_short_id
-        state["_run_instance"] = None
-        state["_owns_run"] = False
+        state.update(_run_instance=None, _owns_run=False, _remote=None)
         return state
 
     # ---- internals ---------------------------------------------------------------------------------------
 
     def _path(self, key: str) -> str:
         return f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
-
-    def _known_last(self, path: str) -> float | None:
-        """The last step a series had before this logger wrote to it: only a run logged to before has one."""
-        run = self._run_instance
-        if run is None or (self._owns_run and "with_id" not in self._neptune_run_kwargs and not self._stopped_id):
-            return None
-        root, full = _root(run), self._full_path(run, path)
-        try:
-            if not root.exists(full):
-                return None
-            steps = root[full].fetch_values(include_timestamp=False)["step"]
-            return float(steps.max()) if len(steps) else None
-        except Exception:  # not a fetchable series (offline, images): Neptune will say if a step is refused
-            return None
-
-    @staticmethod
-    def _full_path(run: Any, path: str) -> str:
-        namespace = getattr(run, "_path", None) if is_instance_by_name(run, "neptune.handler.Handler") else None
-        return f"{namespace}/{path}" if namespace else path
-
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        """A run stopped from outside (the Neptune app, another process) must not stop training."""
-        try:
-            yield
-        except Exception as err:
-            if not is_instance_by_name(err, "neptune.exceptions.InactiveRunException"):
-                raise
-            self._say(
-                "inactive",
-                f"NeptuneLogger: the run {self._run_short_id} was stopped outside the logger (from the Neptune app "
-                "or by run.stop()), so what is logged to it is dropped. Start a new logger to keep logging.",
-            )
 
     def _say(self, topic: str, message: str) -> None:
         if topic not in self._said:
@@ -455,8 +408,3 @@ class NeptuneLogger(Logger):
 def _mode_of(root: Any) -> str | None:
     mode = getattr(getattr(root, "_mode", None), "value", None)
     return str(mode) if mode else None
-
-
-def _root(run: Any) -> Any:
-    get_root = getattr(run, "get_root_object", None)
-    return get_root() if get_root is not None else run
