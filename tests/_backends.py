@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from _comet_neptune_readers import refuse_network, stop_started_runs
+from _comet_neptune_readers import refuse_network
 from _contract_readers import (
     NEPTUNE_PREFIX,
     comet_hparams,
@@ -32,7 +32,7 @@ from _contract_readers import (
     wandb_hparams,
     wandb_metrics,
 )
-from _offline import COMET_QUIET, NEPTUNE_QUIET
+from _offline import COMET_QUIET, NEPTUNE_QUIET, runs_left_open
 from _wandb_reader import offline_env
 from tracklight import params
 from tracklight.loggers import (
@@ -184,16 +184,9 @@ def isolated_backends(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root: Pat
     monkeypatch.setenv("NEPTUNE_MODE", "offline")
     monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(root / ".neptune"))
     attempts = refuse_network(monkeypatch)
-    stop_neptune_runs = stop_started_runs(monkeypatch)
+    end_runs = runs_left_open(monkeypatch)
     yield
-    stop_neptune_runs()  # loggers leave their runs open after finalize, as Lightning's do: end them, as exit would
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:  # a test that failed half-way must not leak its run
-        wandb.run.finish()
-    comet_ml = sys.modules.get("comet_ml")
-    running = comet_ml.get_running_experiment() if comet_ml is not None else None
-    if running is not None and not running.ended:
-        running.end()
+    end_runs()
     assert attempts == [], "the loggers must work offline without trying the network"
 
 

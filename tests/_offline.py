@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _comet_neptune_readers import refuse_network
+from _comet_neptune_readers import refuse_network, stop_started_runs
 from _wandb_reader import offline_env
 
 #: Comet without its system-metrics thread (joining it costs a second per experiment), code or environment capture.
@@ -73,3 +75,29 @@ def offline_backends(monkeypatch: pytest.MonkeyPatch, root: Path, loopback: bool
     monkeypatch.setenv("NEPTUNE_MODE", "offline")
     monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(root / ".neptune"))
     return refuse_remote_network(monkeypatch) if loopback else refuse_network(monkeypatch)
+
+
+def runs_left_open(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call what this returns when the test ends: it ends the W&B run, the Comet experiment and the Neptune runs
+    started from now on that are still open, as the process's exit would. Loggers leave their run open after
+    ``finalize``, as Lightning's do; left open, a run would be reused by the next test's logger, and its SDK
+    would end it only at interpreter exit, writing to streams pytest has closed by then."""
+    stop_neptune_runs = stop_started_runs(monkeypatch)
+
+    def end() -> None:
+        stop_neptune_runs()
+        wandb = _real_module("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.run.finish()
+        comet_ml = _real_module("comet_ml")
+        running = comet_ml.get_running_experiment() if comet_ml is not None else None
+        if running is not None and not running.ended:
+            running.end()
+
+    return end
+
+
+def _real_module(name: str) -> Any:
+    """The SDK module when it was imported and is not a test's stub (a stub's runs are its own business)."""
+    module = sys.modules.get(name)
+    return module if getattr(module, "__spec__", None) is not None else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from _docs_setups import SETUPS
-from _offline import offline_backends
+from _offline import offline_backends, runs_left_open
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w+-]*)[^\n]*$")
@@ -114,11 +113,10 @@ def test_the_reducer_speed_is_quoted_as_one_figure() -> None:
 def docs_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """A fresh directory, every backend offline, no network beyond this machine, short Trainers."""
     attempts = offline_backends(monkeypatch, tmp_path, loopback=True)
+    end_runs = runs_left_open(monkeypatch)
     _short_trainers(monkeypatch)
     yield
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.run.finish()
+    end_runs()
     assert attempts == [], "documentation examples must run offline in the tests"
 
 

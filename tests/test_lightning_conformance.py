@@ -33,7 +33,7 @@ from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
 
 from _comet_neptune_readers import comet_archives, neptune_runs
 from _contract_readers import mlflow_store
-from _offline import COMET_QUIET, NEPTUNE_QUIET, offline_backends
+from _offline import COMET_QUIET, NEPTUNE_QUIET, offline_backends, runs_left_open
 from _wandb_reader import read_runs
 from tracklight import InvalidMetricError
 from tracklight.loggers import (
@@ -233,7 +233,9 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Every backend offline with its files under ``tmp_path``; a network attempt fails the test."""
     attempts = offline_backends(monkeypatch, tmp_path)
     monkeypatch.delenv("COMET_START_ONLINE")  # the tests say online=False where they mean it
+    end_runs = runs_left_open(monkeypatch)
     yield
+    end_runs()
     assert attempts == [], "the loggers must work offline without trying the network"
 
 
