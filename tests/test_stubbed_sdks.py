@@ -107,6 +107,28 @@ def test_neptune_logger_with_a_magicmock_neptune(monkeypatch: pytest.MonkeyPatch
     assert neptune.types.File.from_content.called  # the image, as the stub's neptune.types.File
 
 
+def test_a_stubbed_sdk_has_each_value_when_the_logging_call_returns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Lightning's tests, and suites written like them, check the stub right after the call, with no finalize and
+    # no `experiment` in between: a mock gets each item on the calling thread, and W&B media paths as given.
+    wandb, comet_ml, neptune = (_stub(monkeypatch, name) for name in ("wandb", "comet_ml", "neptune"))
+    wandb.run = None
+    run = wandb.init.return_value
+    wandb_logger = WandbLogger(save_dir=tmp_path)
+    wandb_logger.log_metrics({"loss": 0.5}, step=3)
+    run.log.assert_called_once_with({"loss": 0.5, "trainer/global_step": 3})
+    wandb_logger.log_image("samples", ["missing.png"])  # a mocked wandb.Image reads no file: nothing is copied
+    wandb.Image.assert_called_once_with("missing.png")
+    run.log.assert_called_with({"samples": [wandb.Image.return_value]})
+
+    CometLogger(online=False, offline_directory=str(tmp_path)).log_metrics({"loss": 0.5, "epoch": 1}, step=3)
+    comet_ml.start.return_value.log_metrics.assert_called_once_with({"loss": 0.5}, prefix=None, step=3, epoch=1)
+
+    NeptuneLogger(mode="offline").log_metrics({"loss": 0.5}, step=3)
+    neptune.init_run.return_value.__getitem__.return_value.append.assert_called_once_with(0.5, step=3)
+
+
 def test_mlflow_logger_with_a_magicmock_mlflow_builds_logs_and_finalizes(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

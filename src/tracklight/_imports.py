@@ -87,6 +87,19 @@ def is_instance_by_name(obj: object, *qualified_names: str) -> bool:
     return any(f"{cls.__module__}.{cls.__qualname__}" in qualified_names for cls in type(obj).__mro__)
 
 
+def is_mock(obj: object) -> bool:
+    """Whether ``obj`` is a ``unittest.mock`` object: a test suite's stand-in for an SDK or for what it returns.
+
+    A mock does no I/O and reads no file, so loggers call it as Lightning's do: at once, on the calling thread.
+
+    Example:
+        >>> from unittest.mock import MagicMock
+        >>> is_mock(MagicMock().init()), is_mock(object())
+        (True, False)
+    """
+    return is_instance_by_name(obj, "unittest.mock.NonCallableMock")
+
+
 def module_prefix(obj: object) -> str:
     """The top-level package a value's type comes from (``torch``, ``numpy``, ``PIL``...)."""
     return type(obj).__module__.partition(".")[0]

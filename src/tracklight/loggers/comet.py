@@ -154,7 +154,7 @@ class CometLogger(Logger):
         sink = self._remote.sink
         assert isinstance(sink, CometSink)
         sink.experiment = experiment
-        self._remote.attached()
+        self._remote.attached(experiment)
         return experiment
 
     def _start(self) -> Any:

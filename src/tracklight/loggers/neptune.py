@@ -174,7 +174,7 @@ class NeptuneLogger(Logger):
         assert isinstance(sink, NeptuneSink)
         resumed = not self._owns_run or "with_id" in self._neptune_run_kwargs or self._stopped_id is not None
         sink.attach(run, resumed, same_run=sink.run is None or self._stopped_id is not None)
-        self._remote.attached()
+        self._remote.attached(run)
         return run
 
     def _start(self) -> Any:

@@ -200,7 +200,7 @@ class WandbLogger(WandbMediaLogger):
         sink = self._remote.sink
         assert isinstance(sink, WandbSink)
         sink.run = run
-        self._remote.attached()
+        self._remote.attached(run)
         return run
 
     def _open_run(self) -> Any:
