@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import pickle
 import shutil
 import time
 import warnings
@@ -287,6 +288,43 @@ def test_metrics_csv_replaced_by_a_link_mid_run_is_not_followed(tmp_path: Path, 
         logger.finalize("success")
     assert outside.read_text() == "loss,step\n0.5,0\n"
     assert [row["step"] for row in read_csv(metrics)] == ["0", "1"] and not metrics.is_symlink()
+
+
+def test_metrics_csv_widened_by_a_pickled_copy_is_continued(tmp_path: Path) -> None:
+    # Lightning's own pickling test: a used logger and its copy in one process, both logging to one version. The
+    # copy's new key rewrites metrics.csv under a wider header; the original goes on with that file.
+    logger = CSVLogger(tmp_path / "logs")
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.save()
+    copy = pickle.loads(pickle.dumps(logger))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        copy.log_metrics({"acc": 0.5}, step=1)
+        copy.finalize("success")
+        logger.log_metrics({"loss": 0.75}, step=2)
+        logger.finalize("success")
+    metrics = Path(logger.log_dir, "metrics.csv")
+    assert read_csv(metrics) == [
+        {"acc": "", "loss": "1.0", "step": "0"},
+        {"acc": "0.5", "loss": "", "step": "1"},
+        {"acc": "", "loss": "0.75", "step": "2"},
+    ]
+    assert os.listdir(logger.log_dir) == ["metrics.csv"]
+
+
+def test_metrics_csv_replaced_by_a_file_without_its_rows_is_set_aside(tmp_path: Path) -> None:
+    logger = CSVLogger(tmp_path / "logs")
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.save()
+    metrics = Path(logger.log_dir, "metrics.csv")
+    other = tmp_path / "other.csv"
+    other.write_text("loss,step\n2.0,0\n")  # the same header, not the same rows
+    os.replace(other, metrics)
+    with pytest.warns(TracklightWarning, match="replaced by another file"):
+        logger.log_metrics({"loss": 0.5}, step=1)
+        logger.finalize("success")
+    assert [row["loss"] for row in read_csv(metrics)] == ["1.0", "0.5"]
+    assert read_csv(Path(logger.log_dir, "metrics.replaced.csv")) == [{"loss": "2.0", "step": "0"}]
 
 
 @pytest.mark.parametrize("logger_class", [CSVLogger, TensorBoardLogger])

@@ -41,6 +41,9 @@ class CSVTable:
     * it is deleted, or its folder removed, while the run writes it: the table keeps the file open, so
       within about a second of the next write the background flusher copies everything the open file
       holds into a new one at the same path;
+    * another file is put in its place: one that holds every row the table wrote (another table on the same
+      path, such as a pickled copy's, widened the header) is taken over and appended to, silently; any other
+      is renamed aside and the table's own file written again at the path;
     * it is not UTF-8 text when a run resumes onto it: it is renamed aside and a fresh file started;
     * it is a symbolic link: the link is never followed; it is renamed aside and a regular file started.
 
@@ -144,7 +147,8 @@ class CSVTable:
             if self._unwritten:
                 self._append_bytes(b"")
             count = len(self._rows)  # read before the keys: every one of these rows has its keys in _known
-            if check and self._fd is not None and self._watch.lost(self._fd, self.path, force):
+            lost = check and self._fd is not None and self._watch.lost(self._fd, self.path, force)
+            if lost and not self._adopt_replacement():
                 self._restore(self._take(count))
             elif not count:
                 return
@@ -279,6 +283,30 @@ class CSVTable:
         except FileNotFoundError:
             return None
 
+    def _adopt_replacement(self) -> bool:
+        """The file at the path is no longer the one open: continue with it if it holds every column and row the
+        open one holds, in order (another writer of this table, such as a pickled copy of the logger, widened the
+        header; or a copy was moved into place); whether it was adopted."""
+        try:
+            with open(self.path, newline="", encoding="utf-8", errors="replace", opener=open_no_follow) as handle:
+                there = _records(handle)
+        except OSError:  # deleted, a link, unreadable: not a file to continue
+            return False
+        old = self._old_rows()
+        assert old is not None  # read through the open descriptor
+        with old:
+            here = _records(old)
+        if not set(here[0]) <= set(there[0]):
+            return False
+        remaining = iter(there[1])
+        if not all(row in remaining for row in here[1]):  # a subsequence: `in` consumes the iterator
+            return False
+        self._close_fd()
+        self._columns = there[0]
+        self._column_set = set(there[0])
+        self._known.update(there[0])
+        return True
+
     def _restore(self, rows: list[Mapping[str, Any]]) -> None:
         """The file was deleted (or its folder removed, or another file put in its place) while the table
         held it open: write everything the open file holds, and ``rows``, to a new file at its path."""
@@ -328,6 +356,14 @@ class CSVTable:
             f"Could not write {self.path} ({err}). The rows not yet written are kept in memory and written at "
             "the next flush (tried several times a second); free space or fix permissions to let them through."
         )
+
+
+def _records(handle: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """A CSV file's header, and its rows as their non-empty fields (so a wider header does not change a row)."""
+    reader = csv.reader(handle)
+    header = next((values for values in reader if values), [])
+    rows = [{key: value for key, value in zip(header, values, strict=False) if value} for values in reader if values]
+    return header, rows
 
 
 def _end_with_newline(fd: int) -> None:
