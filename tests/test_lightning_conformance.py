@@ -49,7 +49,6 @@ from tracklight.loggers import (
 )
 
 MATCH, DIFFERENCE, PENDING, NOT_APPLICABLE = "match", "difference", "pending", "not applicable"
-REMOTE_BRANCH = "fixed on branch issue-11-remote-delivery"
 MLFLOW_BRANCH = "fixed on branch issue-10-mlflow-delivery"
 
 #: Lightning test (file::function) -> (its parametrized cases, verdict, where).
@@ -173,9 +172,9 @@ LEDGER: dict[str, tuple[int, str, str]] = {
     "test_wandb.py::test_wandb_logger_experiment_called_first": (1, MATCH, "test_wandb_experiment_is_created_first"),
     "test_wandb.py::test_wandb_pickle": (1, DIFFERENCE, 'Offline is passed to `wandb.init` as `mode="offline"`'),
     "test_wandb.py::test_wandb_logger_dirs_creation": (1, MATCH, "test_wandb_checkpoints_go_under_project_and_run"),
-    "test_wandb.py::test_wandb_log_model": (1, PENDING, "test_wandb_log_model_true_uploads_once_at_the_end"),
-    "test_wandb.py::test_wandb_log_model_with_score": (1, PENDING, "test_wandb_checkpoint_score_keeps_its_type"),
-    "test_wandb.py::test_wandb_log_media": (1, PENDING, "test_wandb_media_helpers_refuse_what_is_not_a_list"),
+    "test_wandb.py::test_wandb_log_model": (1, MATCH, "test_wandb_log_model_true_uploads_once_at_the_end"),
+    "test_wandb.py::test_wandb_log_model_with_score": (1, MATCH, "test_wandb_checkpoint_score_keeps_its_type"),
+    "test_wandb.py::test_wandb_log_media": (1, MATCH, "test_wandb_media_helpers_refuse_what_is_not_a_list"),
     "test_wandb.py::test_wandb_logger_offline_log_model": (1, DIFFERENCE, "`log_model` also works offline"),
     "test_wandb.py::test_wandb_logger_download_artifact": (1, MATCH, "test_wandb_download_artifact"),
     "test_wandb.py::test_wandb_logger_cli_integration": (3, MATCH, "test_lightning_cli_parses_wandb_log_model"),
@@ -216,7 +215,7 @@ LEDGER: dict[str, tuple[int, str, str]] = {
     "test_comet.py::test_comet_logger_online": (1, MATCH, "test_comet_start_arguments"),
     "test_comet.py::test_comet_experiment_is_still_alive_after_training_complete": (
         1,
-        PENDING,
+        MATCH,
         "test_comet_finalize_keeps_the_experiment",
     ),
     "test_comet.py::test_comet_logger_experiment_name": (1, MATCH, "test_comet_start_arguments"),
@@ -297,6 +296,9 @@ def test_the_ledger_accounts_for_lightnings_tests() -> None:
     for lightning_test, (_, verdict, where) in LEDGER.items():
         if verdict in (MATCH, PENDING):
             assert where in tests, f"{lightning_test}: no test named {where}"
+            # A pending behaviour is a strict xfail until its branch lands; then the mark goes and it is a match.
+            xfail = any(mark.name == "xfail" for mark in getattr(globals()[where], "pytestmark", []))
+            assert xfail == (verdict == PENDING), f"{lightning_test}: {where} is {verdict}, xfail={xfail}"
         elif verdict == DIFFERENCE:
             assert where in differences, f"{lightning_test}: docs/differences.md does not say {where!r}"
         else:
@@ -810,7 +812,6 @@ ALL_LOGGERS = pytest.mark.parametrize("name", ["csv", "tensorboard", "wandb", "m
 
 
 @ALL_LOGGERS
-@pytest.mark.filterwarnings("ignore:NeptuneLogger. finalize.. stopped the offline run")  # one run: issue 11's
 def test_fit_then_test_sends_lightnings_log_metrics_calls(name: str, tmp_path: Path) -> None:
     class Model(BoringModel):
         def training_step(self, batch: Any, batch_idx: int) -> Any:
@@ -1024,7 +1025,6 @@ def test_wandb_log_model_all_and_false(wandb_stub: MagicMock, tmp_path: Path) ->
     assert _wandb_fit(wandb_stub, tmp_path / "false", log_model=False).log_artifact.call_count == 0
 
 
-@pytest.mark.xfail(strict=True, reason=REMOTE_BRANCH)
 def test_wandb_log_model_true_uploads_once_at_the_end(wandb_stub: MagicMock, tmp_path: Path) -> None:
     run = _wandb_fit(wandb_stub, tmp_path, log_model=True, checkpoint_name="my-test-model")
     assert run.log_artifact.call_count == 1
@@ -1033,7 +1033,6 @@ def test_wandb_log_model_true_uploads_once_at_the_end(wandb_stub: MagicMock, tmp
     assert arguments["metadata"]["original_filename"] == "epoch=1-step=6.ckpt"
 
 
-@pytest.mark.xfail(strict=True, reason=REMOTE_BRANCH)
 def test_wandb_checkpoint_score_keeps_its_type(wandb_stub: MagicMock, tmp_path: Path) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -1064,7 +1063,6 @@ def test_wandb_media_helpers_call_wandb_as_lightning(wandb_stub: MagicMock) -> N
     run.log.assert_called_with({"samples": wandb_stub.Table(), "trainer/global_step": 5})
 
 
-@pytest.mark.xfail(strict=True, reason=REMOTE_BRANCH)
 @pytest.mark.parametrize("method", ["log_image", "log_audio", "log_video"])
 def test_wandb_media_helpers_refuse_what_is_not_a_list(wandb_stub: MagicMock, method: str) -> None:
     argument = {"log_image": "images", "log_audio": "audios", "log_video": "videos"}[method]
@@ -1098,8 +1096,6 @@ def test_lightning_cli_parses_wandb_log_model(
         assert isinstance(cli.trainer.logger, WandbLogger)
 
 
-@pytest.mark.xfail(strict=True, reason=REMOTE_BRANCH)
-@pytest.mark.filterwarnings("ignore:NeptuneLogger. finalize.. stopped the offline run")  # today's second run
 @pytest.mark.parametrize("name", ["wandb", "comet", "neptune"])
 def test_fit_then_test_log_into_one_run(name: str, tmp_path: Path) -> None:
     logger = _make(name, tmp_path / "logs")
@@ -1310,7 +1306,6 @@ def test_comet_refuses_a_multi_element_tensor_and_leaves_metrics_alone(tmp_path:
     logger.finalize("success")
 
 
-@pytest.mark.xfail(strict=True, reason=REMOTE_BRANCH)
 def test_comet_finalize_keeps_the_experiment(tmp_path: Path) -> None:
     logger = _make("comet", tmp_path)
     experiment = logger.experiment
@@ -1337,7 +1332,7 @@ logger = {build}
 logger.log_metrics({{"loss": 1.0}}, step=0)
 logger.log_hyperparams({{"lr": 0.1}})
 logger.finalize("success")
-print(sorted(t.name for t in threading.enumerate() if t.name.startswith("tracklight")))
+print("threads after finalize:", sorted(t.name for t in threading.enumerate() if t.name.startswith("tracklight")))
 """
 _FLUSHER = "CSV and TensorBoard rows are written by the 'tracklight-flush' thread, which outlives finalize today"
 
@@ -1357,4 +1352,6 @@ def test_no_tracklight_thread_is_left_after_finalize(name: str, tmp_path: Path) 
     code = _THREADS_AFTER_FINALIZE.format(build=_BUILD[name])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    # The SDK may print after it (Neptune, ending the run finalize left open, at exit): find the line.
+    (threads,) = [line for line in result.stdout.splitlines() if line.startswith("threads after finalize:")]
+    assert threads == "threads after finalize: []"
