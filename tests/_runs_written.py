@@ -88,6 +88,13 @@ def _tracklight(root: Path) -> None:
             self.logger.log_image("samples", PNG_PIXELS, step=0)
 
     _trainer(root, collection).fit(WithImage(lr=0.05, hidden=4))
+    # finalize leaves the SDK runs open, as Lightning's loggers do: end them, as the docs say, so their files are
+    # complete (Comet writes its archive, W&B and Neptune their last records) before the readers look.
+    import wandb
+
+    wandb.finish()
+    collection[loggers.CometLogger].experiment.end()
+    collection[loggers.NeptuneLogger].run.stop()
 
 
 def _lightning(root: Path) -> None:
