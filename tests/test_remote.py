@@ -296,3 +296,18 @@ def test_a_pickled_logger_writes_to_the_same_remote_version(memory_url: str) -> 
     copy.finalize("success")
     assert pd.read_csv(f"{logger.log_dir}/metrics.csv")["loss"].tolist() == [1.0, 0.5]
     assert CSVLogger(memory_url).version == 1
+
+
+def test_a_version_claimed_again_after_its_folder_was_deleted_is_a_new_run(memory_url: str) -> None:
+    # The first logger is still alive (a notebook holds it) when its folder is deleted from the store and the
+    # same version is claimed again: the new logger must not inherit its staging folder, rows or filesystem.
+    first = CSVLogger(memory_url)
+    first.log_metrics({"loss": 1.0}, step=0)
+    first.finalize("success")
+    memory().rm(first.log_dir.removeprefix("memory://"), recursive=True)
+    second = CSVLogger(memory_url)
+    assert second.log_dir == first.log_dir  # version_0 again
+    second.log_metrics({"loss": 2.0}, step=0)
+    second.finalize("success")
+    assert pd.read_csv(f"{second.log_dir}/metrics.csv")["loss"].tolist() == [2.0]
+    assert second._local_dir() != first._local_dir()

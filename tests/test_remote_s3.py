@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,36 @@ def test_a_store_down_mid_run_costs_no_value(s3: Any, bucket: str) -> None:
         assert mirror.last_error is not None  # an upload failed while the store was down
     logger.finalize("success")  # the store is back: everything goes up
     assert read_csv(f"{logger.log_dir}/metrics.csv")["loss"].tolist() == [float(step) for step in range(100)]
+
+
+def test_a_run_started_after_the_endpoint_changed_goes_to_the_new_endpoint(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One process, two S3 endpoints in turn (a test suite with a moto server per test does this; so does switching
+    # from a local store to another). The first logger is still alive when the second claims the same version.
+    import s3fs
+
+    from _s3_server import S3Server
+
+    first = CSVLogger(f"{bucket}/logs")
+    first.log_metrics({"loss": 1.0}, step=0)
+    first.finalize("success")
+    other = S3Server()  # moto keeps buckets per process: the same bucket, reached at another address
+    try:
+        with s3.down():
+            monkeypatch.setenv("AWS_ENDPOINT_URL", other.endpoint)
+            s3fs.S3FileSystem.clear_instance_cache()  # fsspec's own cache, as for any fsspec use after the change
+            other.filesystem().rm(f"{bucket}/logs", recursive=True)
+            second = CSVLogger(f"{bucket}/logs")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # an upload to the first endpoint (down now) would warn
+                second.log_metrics({"loss": 2.0}, step=0)
+                second.finalize("success")
+            assert second.log_dir == first.log_dir
+            assert other.filesystem().cat_file(f"{second.log_dir}/metrics.csv") == b"loss,step\r\n2.0,0\r\n"
+    finally:
+        other.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def test_finalize_says_what_is_left_and_push_uploads_it(s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:

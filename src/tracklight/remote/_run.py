@@ -49,13 +49,17 @@ _runs: weakref.WeakValueDictionary[str, RemoteRun] = weakref.WeakValueDictionary
 def open_run(url: str, version_url: str | None = None) -> RemoteRun:
     """The run folder ``url`` of this process (one per URL, shared by the loggers that write there).
 
+    A version just claimed is new in the store, so it always gets a run of its own: an earlier run of this
+    process at the same URL (whose folder was deleted from the store since, or that wrote to another store:
+    an endpoint changed in the environment) keeps its staging folder and filesystem for its own loggers.
+
     Args:
         url: The run folder (a logger's ``log_dir``).
         version_url: The version folder to mark as used, when the version was named rather than claimed
-            (writing the marker also proves that the store accepts writes).
+            (writing the marker also proves that the store accepts writes); ``None`` for a claimed version.
     """
     run = _runs.get(url)
-    if run is None or run.pid != os.getpid():
+    if run is None or run.pid != os.getpid() or version_url is None:
         run = _runs[url] = RemoteRun(url, version_url)
     return run
 

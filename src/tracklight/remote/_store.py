@@ -80,6 +80,7 @@ class Store:
         if opened is None or opened[0] != os.getpid():
             _filesystem_class(self.url)  # the clear error for a missing package comes first
             fsspec = require("fsspec", "remote")
+            # fsspec's cached instance, as the user's own fsspec/pandas reads get: writes go where those read.
             fs, path = fsspec.core.url_to_fs(self.url)
             opened = self._opened = (os.getpid(), fs, path.rstrip("/"))
         return opened
