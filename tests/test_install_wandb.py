@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _wandb_reader import offline_env, read_runs
+from _wandb_reader import end_run, offline_env, read_runs
 from tracklight._imports import is_available
 from tracklight.loggers import WandbLogger
 
@@ -32,6 +32,7 @@ def test_wandb_logger_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
     logger.log_image("samples", [np.zeros((8, 8, 3), dtype=np.uint8)], step=2)
     logger.finalize("success")
+    end_run()  # finalize leaves the run open, as Lightning's does; W&B writes it out when it ends
 
     (run,) = read_runs(tmp_path / "runs")
     assert run.project == "alone" and run.config == {"lr": 0.1}
