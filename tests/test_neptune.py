@@ -73,6 +73,7 @@ def debug_run(**kwargs: Any) -> Any:
 # ---- the Lightning docs' usage, through a real Trainer ----------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:Info \\(NVML\\)")  # Neptune's hardware metrics, on a machine without a GPU
 def test_docs_usage_offline_fit_stores_step_and_epoch_metrics_and_hparams(
     neptune_env: Path, tiny_model: type, make_trainer: Any, no_network: list[str]
 ) -> None:
@@ -354,7 +355,8 @@ def test_media_go_through_neptune_file_types(neptune_env: Path) -> None:
     logger.log_image("samples", [pixels, pixels], step=1, caption=["first", "second"])
     logger.log_histogram("weights", np.array([0.0, 0.1, 0.9, 1.0]), step=1, bins=2)
     long_text = "".join(str(i % 10) for i in range(2500))
-    logger.log_text("notes", long_text, step=1)
+    with pytest.warns(TracklightWarning, match="'notes' is longer than the 1000 characters .* split over"):
+        logger.log_text("notes", long_text, step=1)
     logger.log_audio("beep", np.zeros(800), step=1, sample_rate=8000)
     logger.log_audio("beep", np.zeros(400), step=1, sample_rate=8000)  # the same step again: a second file
     figure = plt.figure()

@@ -25,6 +25,8 @@ from tracklight.loggers import CSVLogger, TensorBoardLogger
 from tracklight.loggers.wandb import WandbLogger, wait_until_closed
 
 STEP = "trainer/global_step"
+#: Lightning's warning for a fit given no validation loader: ``Tiny`` has a ``validation_step``, used by other tests.
+NO_VAL_LOADER = pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")
 
 
 @pytest.fixture(autouse=True)
@@ -241,6 +243,8 @@ def test_steps_that_go_backwards_are_kept(tmp_path):
     no_dropped_steps(tmp_path)
 
 
+@NO_VAL_LOADER
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # resumed: its run's
 def test_resume_by_id_continues_the_run_and_its_steps(tmp_path):
     first = trainer(tmp_path, WandbLogger(save_dir=tmp_path / "w", id="resume-me", project="p"), max_epochs=1)
     first.fit(Tiny(), loader())
@@ -300,6 +304,7 @@ def test_log_model_true_keeps_checkpoints_saved_before_a_crash(tmp_path):
     assert best.metadata["score"] == pytest.approx(float(saver.best_model_score))
 
 
+@NO_VAL_LOADER
 def test_log_model_true_logs_once_at_the_end_with_the_score_as_logged(tmp_path):
     logger = WandbLogger(save_dir=tmp_path / "w", offline=True, log_model=True)
     # every epoch saves a new best (monitored: the step, an int, as in Lightning's own test)
@@ -322,6 +327,7 @@ def test_lightning_media_argument_checks(tmp_path):
     logger.finalize("success")
 
 
+@NO_VAL_LOADER
 def test_log_model_false_logs_no_artifact(tmp_path):
     logger = WandbLogger(save_dir=tmp_path / "w", offline=True)
     trainer(tmp_path, logger, max_epochs=1).fit(Tiny(), loader())
@@ -435,7 +441,10 @@ def test_audio_is_kept_as_wav_files_when_wandb_cannot_log_it(tmp_path, monkeypat
 
     monkeypatch.setattr(_wandb_media, "can_log_audio", lambda: False)  # soundfile missing
     logger = WandbLogger(save_dir=tmp_path, offline=True)
-    with pytest.warns(UserWarning, match="pip install soundfile"):
+    with (
+        pytest.warns(UserWarning, match="pip install soundfile"),
+        pytest.warns(UserWarning, match="WandbLogger cannot display audio media, so it keeps them as files"),
+    ):
         logger.log_audio("speech", [np.zeros(100)], step=3, sample_rate=[8000])
     logger.log_audio("speech", np.zeros(50), step=4)
     logger.finalize("success")
@@ -456,7 +465,8 @@ def activation(x):
 
 def test_hyperparameters_are_stored_as_config(tmp_path):
     logger = WandbLogger(save_dir=tmp_path, project="p", config={"from_init": 1})
-    logger.log_hyperparams(Namespace(lr=0.1, optimizer={"name": "sgd", "momentum": 0.9}, act=activation))
+    with pytest.warns(UserWarning, match=r"'act' \(function -> 'activation'\)"):
+        logger.log_hyperparams(Namespace(lr=0.1, optimizer={"name": "sgd", "momentum": 0.9}, act=activation))
     logger.log_hyperparams({"lr": 0.2})  # W&B would refuse a changed value unless told to allow it
     logger.finalize("success")
     assert the_run(tmp_path).config == {
@@ -564,6 +574,7 @@ class Watched(Tiny):
         self.logger.watch(self, log="all", log_freq=1)
 
 
+@NO_VAL_LOADER
 def test_watch_logs_gradients_and_parameters(tmp_path):
     logger = WandbLogger(save_dir=tmp_path, project="p")
     trainer(tmp_path, logger, max_epochs=1).fit(Watched(), loader())
