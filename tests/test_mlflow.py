@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -186,6 +187,21 @@ def test_finalize_status_follows_lightning(make_logger: Any) -> None:
         logger.log_metrics({"loss": 1.0}, step=0)
         logger.finalize(given)
         assert logger.experiment.get_run(logger.run_id).info.status == expected, given
+
+
+def test_a_seeded_random_sequence_is_left_alone(make_logger: Any) -> None:
+    # MLflow's store names an unnamed run with the global `random`: on the worker, that would move a seeded
+    # script's sequence at an unpredictable moment. The run still gets a name in MLflow's style.
+    import random
+
+    random.seed(0)
+    state = random.getstate()
+    logger = make_logger()
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.finalize("success")
+    assert random.getstate() == state
+    name = logger.experiment.get_run(logger.run_id).info.run_name
+    assert re.fullmatch(r"[a-z]+-[a-z]+-\d+", name), name
 
 
 def test_a_failing_training_run_is_marked_failed(make_logger: Any, tiny_model: type, make_trainer: Any) -> None:

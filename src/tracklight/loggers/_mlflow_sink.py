@@ -339,6 +339,8 @@ class _ClientBackend:
     def create_run(
         self, experiment_id: str, tags: dict[str, str], run_name: str | None, start_time: int
     ) -> tuple[str, str]:
+        if run_name is None and "mlflow.runName" not in tags:
+            run_name = _run_name()
         run = self.client.create_run(experiment_id, start_time=start_time, tags=tags, run_name=run_name)
         return run.info.run_id, run.info.artifact_uri
 
@@ -415,6 +417,21 @@ def _active(experiment_id: Any, lifecycle_stage: str | None, name: str) -> str:
             "what was logged is kept until then."
         )
     return str(experiment_id)
+
+
+def _run_name() -> str | None:
+    """A run name in MLflow's style (``bright-fox-123``), drawn from a generator of its own. MLflow's store would
+    draw it from the global ``random`` module, on this worker thread: that moves a seeded script's random
+    sequence at an unpredictable moment. ``None`` (MLflow names the run) if MLflow's word lists are not there."""
+    import random
+
+    from mlflow.utils import name_utils
+
+    predicates, nouns = (getattr(name_utils, name, None) for name in ("_GENERATOR_PREDICATES", "_GENERATOR_NOUNS"))
+    if not predicates or not nouns:
+        return None
+    generator = random.Random()
+    return f"{generator.choice(predicates)}-{generator.choice(nouns)}-{generator.randint(0, 999)}".lower()[:20]
 
 
 def _with_context_tags(tags: dict[str, str]) -> dict[str, str]:
