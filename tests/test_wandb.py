@@ -528,7 +528,9 @@ def test_a_run_the_user_ended_is_resumed(tmp_path):
     logger = WandbLogger(save_dir=tmp_path, offline=True)
     logger.log_metrics({"a": 1.0}, step=0)
     first_id = logger.version
-    logger.experiment.finish()  # `experiment` hands the run over once the queued row reached it
+    first = logger.experiment
+    first.finish()  # `experiment` hands the run over once the queued row reached it
+    assert wait_until_closed(first.settings.log_internal)  # finish() returns before W&B has written the file out
     logger.log_metrics({"a": 2.0}, step=1)
     logger.finalize("success")
     end_run()
@@ -544,7 +546,9 @@ def test_finalize_leaves_the_run_open_and_the_user_ends_it(tmp_path):
     logger.log_metrics({"a": 1.0}, step=0)
     logger.finalize("success")
     assert wandb.run is logger.experiment and not wandb.run._is_finished  # as with Lightning's WandbLogger
+    internal_log = wandb.run.settings.log_internal
     logger.experiment.finish(exit_code=1)  # how a user ends it (wandb.finish() does the same)
+    assert wait_until_closed(internal_log)  # finish() returns before W&B has written the run's file out
     run = the_run(tmp_path)
     assert run.exit_code == 1 and run.values("a") == [(0, 1.0)]
     assert logger.version == run.run_id  # still known after the run was finished
