@@ -59,7 +59,7 @@ def assert_same_table(theirs: str, ours: str) -> None:
 
 @pytest.fixture
 def wait_until() -> Callable[[Callable[[], bool]], None]:
-    def wait(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    def wait(condition: Callable[[], bool], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             assert time.monotonic() < deadline, "condition not met in time"
