@@ -127,6 +127,31 @@ def test_metrics_csv_deleted_after_its_table_closed_starts_again_with_its_header
     assert read_csv(logger.experiment.metrics_file_path) == [{"loss": "0.5", "step": "1"}]
 
 
+def test_metrics_csv_deleted_then_written_by_finalize_alone_is_written_again(tmp_path: Path) -> None:
+    """Deleted after the flusher last looked, then written only by a forced flush (finalize right after the
+    last log, or exit): the flush looks before it writes, so the new row does not go into the deleted file."""
+    logger = CSVLogger(tmp_path)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.experiment.save(force=True)  # a forced write leaves no mark: no look is due until the next one
+    os.remove(logger.experiment.metrics_file_path)
+    with pytest.warns(TracklightWarning, match=r"was deleted .* every row logged so far \(2 rows\)"):
+        logger.log_metrics({"loss": 0.5}, step=1)
+        logger.finalize("success")
+    assert [row["step"] for row in read_csv(logger.experiment.metrics_file_path)] == ["0", "1"]
+
+
+def test_tensorboard_event_file_deleted_then_written_by_finalize_alone_is_written_again(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger._event_file("").flush(force=True)  # a forced write leaves no mark: no look is due until the next one
+    for path in _event_files(logger):
+        os.remove(path)
+    with pytest.warns(TracklightWarning, match="TensorBoard event file .* was deleted"):
+        logger.log_metrics({"loss": 0.5}, step=1)
+        logger.finalize("success")
+    assert _scalar_steps(logger.log_dir, "loss") == [0, 1]
+
+
 def _scalar_steps(log_dir: str, tag: str) -> list[int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
