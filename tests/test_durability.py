@@ -30,36 +30,40 @@ def metrics_rows(log_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def start_child(code: str, *args: str) -> subprocess.Popen[str]:
+def start_child(code: str, *args: str) -> subprocess.Popen[bytes]:
     env = {key: value for key, value in os.environ.items() if key not in ("RANK", "LOCAL_RANK")}
+    # Unbuffered pipes: readline() takes one line and no more from the pipe, so communicate(), which reads
+    # the pipe itself, gets the rest whole. A buffered reader keeps what it read ahead, and communicate()
+    # would then miss those lines and begin in the middle of one.
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        bufsize=0,
         env=env,
     )
 
 
-def read_logged(child: subprocess.Popen[str], until: float) -> dict[int, float]:
-    """``{index: time}`` of the rows the child reports until ``until`` (a ``time.time()``) or its end."""
+def read_logged(child: subprocess.Popen[bytes], until: float, rows: int = 0) -> dict[int, float]:
+    """``{index: time}`` of the rows the child reports until ``until`` (a ``time.time()``) has passed and it
+    reported at least ``rows`` (a loaded machine slows the child down: the test waits for the rows it needs)."""
     assert child.stdout is not None
     logged: dict[int, float] = {}
-    while time.time() < until:
+    while time.time() < until or len(logged) < rows:
         line = child.stdout.readline()
         if not line:
-            pytest.fail(f"the child ended early: {child.wait()} {child.stderr.read() if child.stderr else ''}")
+            pytest.fail(f"the child ended early: {child.wait()} {child.stderr.read() if child.stderr else ''!r}")
         index, stamp = line.split()
         logged[int(index)] = float(stamp)
     return logged
 
 
-def read_rest(child: subprocess.Popen[str], logged: dict[int, float]) -> tuple[int, str]:
+def read_rest(child: subprocess.Popen[bytes], logged: dict[int, float]) -> tuple[int, str]:
     out, err = child.communicate(timeout=60)
     for line in out.splitlines():
         index, stamp = line.split()
         logged[int(index)] = float(stamp)
-    return child.returncode, err
+    return child.returncode, err.decode(errors="replace")
 
 
 LOGGING_LOOP = """
@@ -104,7 +108,7 @@ def test_sigkill_loses_at_most_about_the_last_second(tmp_path: Path, save: str) 
         assert first, child.stderr.read() if child.stderr else ""
         logged: dict[int, float] = {}
         end = time.time() + 3.5
-        while time.time() < end:
+        while time.time() < end or sum(stamp < time.time() - SIGKILL_LOSS_S for stamp in logged.values()) <= 100:
             # While it runs, look at the file now and then: a kill at that moment would leave just this.
             logged.update(read_logged(child, until=time.time() + 0.1))
             looked_at = time.time()
@@ -131,7 +135,7 @@ def test_sigkill_loses_at_most_about_the_last_second(tmp_path: Path, save: str) 
 def test_sigterm_writes_every_row_then_dies_of_sigterm(tmp_path: Path) -> None:
     child = start_child(LOGGING_LOOP, str(tmp_path), "save", "0.0005")
     try:
-        logged = read_logged(child, until=time.time() + 1.5)
+        logged = read_logged(child, until=time.time() + 1.5, rows=200)
         child.send_signal(signal.SIGTERM)
         returncode, err = read_rest(child, logged)
     finally:
@@ -162,7 +166,7 @@ def test_sigterm_while_the_main_thread_is_writing_waits_for_the_write(tmp_path: 
     )
     out, err = child.communicate(timeout=60)
     assert child.returncode == -signal.SIGTERM, err
-    assert out.split("\n")[0] == "still writing" and "not reached" not in out
+    assert out.split(b"\n")[0] == b"still writing" and b"not reached" not in out
     assert metrics_rows(tmp_path) == [{"a": "1", "b": "", "step": "0"}, {"a": "", "b": "2", "step": "1"}]
 
 
@@ -207,7 +211,7 @@ def test_sigterm_inside_a_trainer_leaves_every_row_on_disk(tmp_path: Path) -> No
         assert child.stdout is not None
         first = child.stdout.readline()  # Lightning is imported and training runs
         assert first, child.stderr.read() if child.stderr else ""
-        logged = read_logged(child, until=time.time() + 1.0)
+        logged = read_logged(child, until=time.time() + 1.0, rows=20)
         child.send_signal(signal.SIGTERM)
         returncode, err = read_rest(child, logged)
     finally:

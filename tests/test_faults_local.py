@@ -37,7 +37,7 @@ def messages(caught: Any) -> list[str]:
     return [str(warning.message) for warning in caught if issubclass(warning.category, TracklightWarning)]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -126,6 +126,31 @@ def test_metrics_csv_deleted_after_its_table_closed_starts_again_with_its_header
         logger.log_metrics({"loss": 0.5}, step=1)
         logger.finalize("success")
     assert read_csv(logger.experiment.metrics_file_path) == [{"loss": "0.5", "step": "1"}]
+
+
+def test_metrics_csv_deleted_then_written_by_finalize_alone_is_written_again(tmp_path: Path) -> None:
+    """Deleted after the flusher last looked, then written only by a forced flush (finalize right after the
+    last log, or exit): the flush looks before it writes, so the new row does not go into the deleted file."""
+    logger = CSVLogger(tmp_path)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.experiment.save(force=True)  # a forced write leaves no mark: no look is due until the next one
+    os.remove(logger.experiment.metrics_file_path)
+    with pytest.warns(TracklightWarning, match=r"was deleted .* every row logged so far \(2 rows\)"):
+        logger.log_metrics({"loss": 0.5}, step=1)
+        logger.finalize("success")
+    assert [row["step"] for row in read_csv(logger.experiment.metrics_file_path)] == ["0", "1"]
+
+
+def test_tensorboard_event_file_deleted_then_written_by_finalize_alone_is_written_again(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger._event_file("").flush(force=True)  # a forced write leaves no mark: no look is due until the next one
+    for path in _event_files(logger):
+        os.remove(path)
+    with pytest.warns(TracklightWarning, match="TensorBoard event file .* was deleted"):
+        logger.log_metrics({"loss": 0.5}, step=1)
+        logger.finalize("success")
+    assert _scalar_steps(logger.log_dir, "loss") == [0, 1]
 
 
 def _scalar_steps(log_dir: str, tag: str) -> list[int]:
@@ -278,12 +303,13 @@ def test_metrics_csv_that_is_a_link_is_not_followed(tmp_path: Path, outside: Pat
 def test_metrics_csv_replaced_by_a_link_mid_run_is_not_followed(tmp_path: Path, outside: Path) -> None:
     logger = CSVLogger(tmp_path / "logs")
     logger.log_metrics({"loss": 1.0}, step=0)
-    logger.save()
+    logger.experiment.save(force=True)  # not save(), which leaves the rows to the flusher while it holds the table
     metrics = Path(logger.log_dir, "metrics.csv")
     assert metrics.is_file()
-    metrics.unlink()
-    metrics.symlink_to(outside)
-    with pytest.warns(TracklightWarning, match="replaced by another file"):
+    with pytest.warns(TracklightWarning, match="replaced by another file"):  # the flusher may see it first
+        link = metrics.with_name("new-link")
+        link.symlink_to(outside)
+        link.replace(metrics)  # in one step, as a replacing program does: the path is never missing
         logger.log_metrics({"loss": 0.5}, step=1)
         logger.finalize("success")
     assert outside.read_text() == "loss,step\n0.5,0\n"

@@ -247,7 +247,7 @@ def test_the_mirror_uploads_only_whole_records(tmp_path: Path) -> None:
     (staging / "picture.png").write_bytes(b"\x89PNG")
     (staging / ".metrics.csv.1.0.tmp").write_text("a temporary file")
     store = Store(f"memory://t-{uuid.uuid4().hex[:10]}/run")
-    assert Mirror(store, str(staging)).sync(timeout=10) == []
+    assert Mirror(store, str(staging)).sync(timeout=60) == []
     fs = store.fs
     assert fs.cat_file(store.child("events.out.tfevents.1.host.1.tracklight")) == record * 3
     assert fs.cat_file(store.child("index.jsonl")) == b'{"a": 1}\n'
@@ -261,7 +261,7 @@ def test_a_file_that_was_in_the_store_is_never_replaced(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("ours")
     mirror = Mirror(store, str(tmp_path), foreign=["notes.txt"])
     with pytest.warns(UserWarning, match="existed before this run started, so it is not replaced"):
-        assert mirror.sync(timeout=10) == []
+        assert mirror.sync(timeout=60) == []
     assert store.fs.cat_file(store.child("notes.txt")) == b"theirs"
 
 

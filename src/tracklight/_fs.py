@@ -36,8 +36,8 @@ def same_file(fd: int, path: str) -> bool:
 
 class DeletionWatch:
     """Tells a writer, cheaply, that the file it holds open was deleted or replaced: :func:`same_file` costs two
-    system calls, so it runs at most every ``interval`` seconds, and only after a write (a run left idle in a
-    notebook must not bring back a folder its user deleted on purpose).
+    system calls, so it runs at most every ``interval`` seconds, and only after a write or before one (a run left
+    idle in a notebook must not bring back a folder its user deleted on purpose).
 
     Example:
         >>> import tempfile
@@ -59,9 +59,11 @@ class DeletionWatch:
         """Note a write: the next due check looks again."""
         self._dirty = True
 
-    def lost(self, fd: int, path: str, force: bool = False) -> bool:
-        """Whether ``path`` no longer names the file open as ``fd``; checked when due (or ``force``) after a write."""
-        if not self._dirty:
+    def lost(self, fd: int, path: str, force: bool = False, writing: bool = False) -> bool:
+        """Whether ``path`` no longer names the file open as ``fd``; checked when due (or ``force``) after a write,
+        or before one (``writing``: a forced write leaves no mark, and what it wrote into a file deleted since the
+        last check would be lost with the descriptor)."""
+        if not (self._dirty or writing):
             return False
         now = time.monotonic()
         if not force and now < self._due:

@@ -147,7 +147,7 @@ class CSVTable:
             if self._unwritten:
                 self._append_bytes(b"")
             count = len(self._rows)  # read before the keys: every one of these rows has its keys in _known
-            lost = check and self._fd is not None and self._watch.lost(self._fd, self.path, force)
+            lost = check and self._fd is not None and self._watch.lost(self._fd, self.path, force, writing=count > 0)
             if lost and not self._adopt_replacement():
                 self._restore(self._take(count))
             elif not count:

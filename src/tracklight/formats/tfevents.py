@@ -229,7 +229,8 @@ class EventFile:
                 popleft = queue.popleft
                 self._held.extend([popleft() for _ in range(len(queue))])
             try:
-                if check and self._fd is not None and self.path and self._watch.lost(self._fd, self.path, force):
+                held = bool(self._held)  # events about to be written: look before they go into a deleted file
+                if check and self._fd is not None and self.path and self._watch.lost(self._fd, self.path, force, held):
                     self._restore(self.path)
                 if not self._held:
                     return
