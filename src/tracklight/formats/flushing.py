@@ -106,9 +106,14 @@ def register(writer: Flushable, late: bool = False) -> None:
 
 
 def unregister(writer: Flushable) -> None:
+    """Stop flushing ``writer``; the flushing thread ends with the last writer (``register`` starts another)."""
     with _lock:
         _writers.discard(writer)
         _late_writers.discard(writer)
+        thread = _thread if not (_writers or _late_writers) else None
+    if thread is not None and thread is not threading.current_thread():
+        _wake.set()
+        thread.join(timeout=1.0)
 
 
 def flush_all(force: bool = True) -> None:
@@ -118,8 +123,15 @@ def flush_all(force: bool = True) -> None:
 
 
 def _run() -> None:
+    global _thread
     while True:
         _wake.wait(FLUSH_INTERVAL)
+        with _lock:
+            _wake.clear()
+            if not (_writers or _late_writers):  # nothing left to flush: no tracklight thread outlives the last writer
+                if _thread is threading.current_thread():
+                    _thread = None
+                return
         # A flush that fails here is retried on the next tick and reported by the writer's own flush().
         flush_all(force=False)
 
@@ -149,6 +161,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         return
     flush_all()
     if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        # The process ends here, so writers that keep data somewhere else (delivery's spill file) say where.
+        for writer in [*_writers, *_late_writers]:
+            say = getattr(writer, "say_where_kept", None)
+            if say is not None:
+                with contextlib.suppress(Exception):
+                    say()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
