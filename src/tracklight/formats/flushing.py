@@ -41,6 +41,7 @@ _atexit_installed = False
 _sigterm_installed = False
 
 _MAIN_IDENT = threading.main_thread().ident
+_get_ident = threading.get_ident
 #: How many WriterLocks the main thread holds (or waits for); only the main thread changes it.
 _main_depth = 0
 #: A SIGTERM that arrived while the main thread held a WriterLock, handled when it lets go.
@@ -61,33 +62,53 @@ class WriterLock:
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
+    # Written for speed (one Python call per acquire or release; the MLflow logger takes one on every
+    # log_metrics): the main thread's depth is counted inline.
+
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         global _main_depth
-        main = threading.get_ident() == _MAIN_IDENT
-        if main:
-            # Counted before acquiring: a signal that lands while we wait must not flush behind our back.
-            _main_depth += 1
-        acquired = self._lock.acquire(blocking, timeout)
-        if main and not acquired:
-            _leave_main()
-        return acquired
+        if _get_ident() != _MAIN_IDENT:
+            return self._lock.acquire(blocking, timeout)
+        # Counted before acquiring: a signal that lands while we wait must not flush behind our back.
+        _main_depth += 1
+        if self._lock.acquire(blocking, timeout):
+            return True
+        _leave_main()
+        return False
+
+    __enter__ = acquire
 
     def release(self) -> None:
+        global _main_depth
         self._lock.release()
-        if threading.get_ident() == _MAIN_IDENT:
-            _leave_main()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
+        if _get_ident() == _MAIN_IDENT:
+            _main_depth -= 1
+            if _main_depth == 0 and _deferred_signal is not None:
+                _run_deferred()
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        global _main_depth
+        self._lock.release()
+        if _get_ident() == _MAIN_IDENT:
+            _main_depth -= 1
+            if _main_depth == 0 and _deferred_signal is not None:
+                _run_deferred()
+
+    def _is_owned(self) -> bool:
+        # What threading.Condition asks before notify(): held (by someone), without acquiring it to find out.
+        return self._lock.locked()
 
 
 def _leave_main() -> None:
-    global _main_depth, _deferred_signal
+    global _main_depth
     _main_depth -= 1
     if _main_depth == 0 and _deferred_signal is not None:
+        _run_deferred()
+
+
+def _run_deferred() -> None:
+    global _deferred_signal
+    if _deferred_signal is not None:
         signum, frame = _deferred_signal
         _deferred_signal = None
         _on_sigterm(signum, frame)
