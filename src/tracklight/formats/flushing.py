@@ -78,7 +78,7 @@ class WriterLock:
 
     __enter__ = acquire
 
-    def release(self) -> None:
+    def release(self, *_exc: object) -> None:
         global _main_depth
         self._lock.release()
         if _get_ident() == _MAIN_IDENT:
@@ -86,13 +86,7 @@ class WriterLock:
             if _main_depth == 0 and _deferred_signal is not None:
                 _run_deferred()
 
-    def __exit__(self, *exc: object) -> None:
-        global _main_depth
-        self._lock.release()
-        if _get_ident() == _MAIN_IDENT:
-            _main_depth -= 1
-            if _main_depth == 0 and _deferred_signal is not None:
-                _run_deferred()
+    __exit__ = release
 
     def _is_owned(self) -> bool:
         # What threading.Condition asks before notify(): held (by someone), without acquiring it to find out.
