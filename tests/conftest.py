@@ -49,8 +49,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(autouse=True)
 def _mlflow_default_uri_restored() -> Iterator[None]:
-    """MLFlowLogger makes its tracking URI MLflow's default, as Lightning's does (MLflow exports it as
-    MLFLOW_TRACKING_URI): each test starts from the environment and MLflow default it found."""
+    """MLFlowLogger makes its tracking URI MLflow's default, as Lightning's does: each test starts from the
+    MLflow default (and MLFLOW_TRACKING_URI) it found."""
     import sys
 
     before = os.environ.get("MLFLOW_TRACKING_URI")

@@ -146,6 +146,19 @@ def run_script() -> Iterator[Any]:
         child.communicate(timeout=60)
 
 
+def logging_forever(gate: Gate, save_dir: Path, body: str) -> str:
+    """A script that logs to the gate (down) from ``save_dir``, running ``body`` for step 0, 1, 2... until killed."""
+    loop = textwrap.indent(textwrap.dedent(body).strip(), "    ")
+    return (
+        "import time\n"
+        "from tracklight.loggers.mlflow import MLFlowLogger\n"
+        f"logger = MLFlowLogger('forever', tracking_uri={gate.url!r}, save_dir={str(save_dir)!r})\n"
+        "assert logger.run_id is None  # the server is down\n"
+        "step = 0\n"
+        f"while True:\n{loop}\n    step += 1\n"
+    )
+
+
 def wait_for_line(child: subprocess.Popen[str], wanted: str) -> None:
     assert child.stdout is not None
     for line in child.stdout:
@@ -307,18 +320,17 @@ def test_sigterm_with_the_server_down_prints_the_spill_path_and_the_replay_comma
     gate: Gate, tmp_path: Path, run_script: Any
 ) -> None:
     gate.down()
+    # Logging as fast as it can: the signal lands in the middle of a log_metrics, sooner or later.
     child = run_script(
-        f"""
-        from tracklight.loggers.mlflow import MLFlowLogger
-        logger = MLFlowLogger("sigterm", tracking_uri={gate.url!r}, save_dir={str(tmp_path)!r})
-        assert logger.run_id is None  # the server is down
-        step = 0
-        while True:  # logging as fast as it can: the signal lands in the middle of a log_metrics, sooner or later
-            logger.log_metrics({{"loss": float(step), "acc": 0.5}}, step=step)
-            step += 1
+        logging_forever(
+            gate,
+            tmp_path,
+            """
+            logger.log_metrics({"loss": float(step), "acc": 0.5}, step=step)
             if step == 1000:
                 print("logging", flush=True)
-        """
+            """,
+        )
     )
     wait_for_line(child, "logging")
     child.send_signal(signal.SIGTERM)
@@ -371,18 +383,15 @@ def test_sigkill_with_the_server_down_loses_at_most_the_last_second(
 ) -> None:
     gate.down()
     child = run_script(
-        f"""
-        import time
-        from tracklight.loggers.mlflow import MLFlowLogger
-        logger = MLFlowLogger("sigkill", tracking_uri={gate.url!r}, save_dir={str(tmp_path)!r})
-        assert logger.run_id is None  # the server is down
-        step = 0
-        while True:
-            logger.log_metrics({{"loss": float(step)}}, step=step)
+        logging_forever(
+            gate,
+            tmp_path,
+            """
+            logger.log_metrics({"loss": float(step)}, step=step)
             print(step, time.time(), flush=True)
-            step += 1
             time.sleep(0.01)
-        """
+            """,
+        )
     )
     assert child.stdout is not None
     logged: dict[int, float] = {}

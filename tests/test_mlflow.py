@@ -172,7 +172,8 @@ def test_the_tracking_uri_becomes_mlflows_default_so_user_mlflow_calls_reach_the
     report.write_text("written by the user after training")
     mlflow.log_artifact(str(report), run_id=logger.run_id)  # the user's own call, after fit
     assert artifact_paths(logger.experiment, logger.run_id) == ["report.txt"]
-    # MLflow exports the URI as MLFLOW_TRACKING_URI; a second logger still gets its own embedded store.
+    # The environment stays as it was (MLflow would export the URI): a second logger gets its own embedded store.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
     second = MLFlowLogger("user-calls", save_dir=str(tmp_path / "second"))
     assert second._tracking_uri == f"sqlite:///{tmp_path / 'second' / 'mlflow.db'}"
 

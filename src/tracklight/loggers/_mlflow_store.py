@@ -12,21 +12,16 @@ from tracklight._rank import global_rank
 
 __all__ = ["resolve", "use_as_default"]
 
-#: Tracking URIs a logger made MLflow's default in this process, when the environment said otherwise: MLflow
-#: exports them as ``MLFLOW_TRACKING_URI``, which a later logger does not take for the user's own setting.
-_exported_uris: set[str] = set()
-
 
 def resolve(tracking_uri: str | None, local_dir: str, artifact_location: str | None) -> tuple[str, bool, str | None]:
     """The tracking URI, whether it is the embedded store, and the artifact location of new experiments.
 
-    Without a tracking URI (argument, else ``MLFLOW_TRACKING_URI`` as the user set it) runs go to the embedded
+    Without a tracking URI (argument, else ``MLFLOW_TRACKING_URI``) runs go to the embedded
     SQLite store ``<local_dir>/mlflow.db``, whose folder must take files: MLflow would otherwise retry
     opening it for minutes, so a folder that cannot be written is an error at once. A local ``sqlite:///``
     store keeps new experiments' artifacts in ``artifacts/`` next to its database.
     """
-    from_environment = os.environ.get("MLFLOW_TRACKING_URI") or None
-    tracking_uri = tracking_uri or (None if from_environment in _exported_uris else from_environment)
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     embedded = tracking_uri is None
     if tracking_uri is None:
         tracking_uri = "sqlite:///" + os.path.join(local_dir, "mlflow.db")
@@ -40,14 +35,21 @@ def resolve(tracking_uri: str | None, local_dir: str, artifact_location: str | N
 
 def use_as_default(uri: str) -> None:
     """Make ``uri`` MLflow's default tracking URI, as Lightning's logger does, so the user's own ``mlflow.*``
-    calls (``mlflow.log_artifact`` after training) reach the same store. MLflow exports it as
-    ``MLFLOW_TRACKING_URI`` too."""
+    calls in this process (``mlflow.log_artifact`` after training) reach the same store.
+
+    ``mlflow.set_tracking_uri`` also exports the URI as ``MLFLOW_TRACKING_URI``; the environment is put back
+    as it was, so a later logger without a tracking URI, and child processes, see what the user set.
+    """
     import mlflow
 
-    if mlflow.get_tracking_uri() != uri:
-        if os.environ.get("MLFLOW_TRACKING_URI") != uri:
-            _exported_uris.add(uri)
-        mlflow.set_tracking_uri(uri)
+    if mlflow.get_tracking_uri() == uri:
+        return
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def _sqlite_file(uri: str) -> str | None:

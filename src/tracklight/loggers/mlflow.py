@@ -75,7 +75,8 @@ class MLFlowLogger(Logger):
         delivery_timeout: Seconds ``finalize`` (and a synchronous call) waits for delivery.
 
     Example:
-        >>>         >>> from tracklight.loggers.mlflow import MLFlowLogger
+        >>> import tempfile
+        >>> from tracklight.loggers.mlflow import MLFlowLogger
         >>> logger = MLFlowLogger(experiment_name="demo", save_dir=tempfile.mkdtemp())
         >>> logger.log_hyperparams({"lr": 0.1})
         >>> logger.log_metrics({"loss": 0.5}, step=1)
