@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 
 from tracklight._errors import TracklightWarning
 from tracklight.delivery.batch import ItemFailed, Sink, batch_size
-from tracklight.delivery.spill import UNREADABLE, DiskTrouble, Item, SpillFile
+from tracklight.delivery.spill import UNREADABLE, Item, SpillFile
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from tracklight.delivery.keep import Keeper
 
 __all__ = ["WEIGHT", "Sender", "describe_item"]
 
@@ -30,12 +32,12 @@ WEIGHT = "_weight"
 class Sender:
     """Sends batches to ``sink`` and counts what it took (``delivered``); ``lock`` guards ``spill`` and the count."""
 
-    def __init__(self, sink: Sink, spill: SpillFile, lock: threading.Condition, disk: DiskTrouble) -> None:
+    def __init__(self, sink: Sink, spill: SpillFile, lock: threading.Condition, keeper: Keeper) -> None:
         self.sink = sink
         self.delivered: Counter[str] = Counter()
         self._spill = spill
         self._lock = lock
-        self._disk = disk
+        self._keeper = keeper
         self._said_lost = False
 
     def deliver(self, items: list[Item], lines: dict[int, int] | None = None) -> None:
@@ -94,7 +96,7 @@ class Sender:
         """Keep an item that can never be delivered (or an unreadable line) in the rejects file, and say so."""
         kept = {"kind": UNREADABLE, "text": item.get("text")} if item["kind"] == "_unreadable" else item
         with self._lock:
-            self._reject(kept, reason, line)
+            self._keeper.reject(kept, reason, line)
             place = f"line {line} of {self._spill.path}" if line is not None else None
             where = self._spill.rejected_path
         if item["kind"] == "_unreadable":
@@ -107,13 +109,6 @@ class Sender:
             )
         warnings.warn(message, TracklightWarning, stacklevel=2)
 
-    def _reject(self, item: Item, reason: str, line: int | None = None) -> None:
-        """Keep ``item`` with the reason beside the spill file (lock held); counted as lost when no disk takes it."""
-        try:
-            self._spill.reject(item, reason, line)
-        except OSError as error:
-            self._disk.lose(item, error, self._spill.rejected_path)
-
     def _lost(self, items: list[Item], failed: ItemFailed) -> None:
         """The sink took ``items`` up to ``failed.index`` and failed on that one for good: keep it (as text, with
         the reason) beside the spill file, say so the first time, and send the rest."""
@@ -121,7 +116,7 @@ class Sender:
         error = failed.error
         with self._lock:
             self.delivered.update(entry["kind"] for entry in done)
-            self._reject(item, f"{type(error).__name__}: {error}")
+            self._keeper.reject(item, f"{type(error).__name__}: {error}")
             first = not self._said_lost
             self._said_lost = True
         if first:

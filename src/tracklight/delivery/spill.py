@@ -19,11 +19,11 @@ import json
 import os
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tracklight._errors import TracklightError, warn
+from tracklight._errors import TracklightError
 
 Item = dict[str, Any]
 
@@ -354,47 +354,3 @@ def _append_text(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(text)
-
-
-class DiskTrouble:
-    """What delivery does when no disk takes its spill file (neither its folder nor the fallback).
-
-    The newest items stay in memory, up to a bound, so they can still be delivered when the backend answers;
-    older ones are counted as lost, by kind, and said once. Writing is tried again at most once a second.
-    """
-
-    def __init__(self) -> None:
-        self.lost: Counter[str] = Counter()
-        self.reason: str | None = None
-        self._retry_at = 0.0
-        self._said = False
-
-    def may_try(self) -> bool:
-        return time.monotonic() >= self._retry_at
-
-    def failed(self, error: OSError, path: str) -> None:
-        self.reason = f"{path}: {type(error).__name__}: {error}"
-        self._retry_at = time.monotonic() + 1.0
-
-    def trim(self, pending: deque[Item], limit: int, destination: str) -> None:
-        """Drop the oldest items beyond ``limit`` from ``pending``, counting them."""
-        excess = len(pending) - limit
-        if excess <= 0 or self.reason is None:
-            return
-        for _ in range(excess):
-            self.lost[pending.popleft()["kind"]] += 1
-        self._say(destination)
-
-    def lose(self, item: Item, error: OSError, path: str) -> None:
-        self.reason = f"{path}: {type(error).__name__}: {error}"
-        self.lost[str(item.get("kind"))] += 1
-        self._say("the rejects file")
-
-    def _say(self, destination: str) -> None:
-        if not self._said:
-            self._said = True
-            warn(
-                f"No disk takes what {destination} cannot take yet ({self.reason}, and the fallback folder "
-                f"{fallback_dir()} failed too). The newest values wait in memory; older ones are lost from now on "
-                "and counted in the final report. Free some space or fix the permissions."
-            )

@@ -27,10 +27,11 @@ from typing import Any
 
 from tracklight._errors import TracklightWarning
 from tracklight.delivery import shutdown
-from tracklight.delivery._outage import Outage
 from tracklight.delivery.batch import DeliveryReport, Sink, batch_size
+from tracklight.delivery.keep import Keeper
+from tracklight.delivery.outage import Outage
 from tracklight.delivery.send import WEIGHT, Sender
-from tracklight.delivery.spill import DiskTrouble, Item, SpillFile
+from tracklight.delivery.spill import Item, SpillFile
 from tracklight.formats import flushing as _flushing
 
 __all__ = ["WEIGHT", "Delivery", "DeliveryReport", "Sink", "batch_size"]
@@ -105,14 +106,12 @@ class Delivery:
         self._closed = False
         self._hurry = False
         self._waiters = 0
-        self._opened = False
-        self._open_attempts = 0
         self._outage = Outage(backoff_max)
-        self._disk = DiskTrouble()
         self._spillable = bool(getattr(sink, "spillable", True))
         self._weight = 0  # of what is pending: its length, plus what heavy items weigh beyond 1
         self._room_waiters = 0
-        self._sender = Sender(sink, self._spill, self._cond, self._disk)
+        self._keeper = Keeper(self._spill, sink.describe(), self._spillable, max_pending)
+        self._sender = Sender(sink, self._spill, self._cond, self._keeper)
         self._track()
         if self._spill.pending:
             with self._cond:
@@ -173,26 +172,20 @@ class Delivery:
             elif self._pending and self._stalled(now) and now - self._first_pending >= self._spill_after:
                 self._spill_pending()
 
-    def start(self) -> None:
-        """Start the worker (it opens the sink) if it is not running."""
-        with self._cond:
-            if self._thread is None or self._stop:
-                self._start()
-
     def wait_open(self, timeout: float) -> bool:
         """Wait until the sink is open or a first attempt to open it failed; whether it is open."""
         deadline = time.monotonic() + timeout
         with self._cond:
             if self._thread is None or self._stop:
                 self._start()
-            while not self._opened and self._open_attempts == 0 and (left := deadline - time.monotonic()) > 0:
+            while not self._outage.open_attempts and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
-            return self._opened
+            return self._outage.opened
 
     @property
     def opened(self) -> bool:
         """Whether the sink was opened (for MLflow: the run exists)."""
-        return self._opened
+        return self._outage.opened
 
     @property
     def idle(self) -> bool:
@@ -230,10 +223,10 @@ class Delivery:
             self._waiters += 1
             self._cond.notify_all()
             said = started
-            attempts = self._open_attempts
+            attempts = self._outage.open_attempts
             try:
                 while (self._has_work() or self._inflight) and (left := deadline - time.monotonic()) > 0:
-                    if self._unreached(attempts):
+                    if self._outage.unreached(attempts):
                         break  # never reached, and not now either: keep everything on disk without waiting more
                     self._cond.wait(min(left, 0.25))
                     said = self._say_progress(started, said, timeout)
@@ -243,11 +236,8 @@ class Delivery:
             return self._report()
 
     def close(self, timeout: float) -> DeliveryReport:
-        """:meth:`drain`, then keep what is left in the spill file and stop the worker.
-
-        What a sink that cannot spill still has queued is kept, as text, in the file of rejected items; what
-        no disk takes is counted as lost. The worker thread ends and tracklight's flusher lets go of this
-        delivery; putting items again later starts both again.
+        """:meth:`drain`, then keep what is left (spill file; rejects, as text, for a sink that cannot spill; else
+        counted as lost) and stop the worker and the flushing of this delivery. Putting items again restarts them.
         """
         self.drain(timeout)
         with self._cond:
@@ -263,11 +253,11 @@ class Delivery:
                 if self._spillable:
                     self._pending.extendleft(reversed(self._inflight))
                 else:
-                    self._reject_all(self._inflight, "the backend was still taking it when delivery closed")
+                    self._keeper.reject_all(self._inflight, "the backend was still taking it when delivery closed")
                 self._inflight = []
                 self._generation += 1
             self._spill_pending(force=True)
-            self._disk.trim(self._pending, 0, self.sink.describe())  # no disk took them: lost when the process ends
+            self._keeper.lose_the_rest(self._pending)
             with contextlib.suppress(OSError):  # the items are written; a failed fsync is all that is left
                 self._spill.close()
             self._closed = True
@@ -309,14 +299,6 @@ class Delivery:
         stuck = self._busy_since is not None and now - self._busy_since >= STUCK_AFTER
         return self._outage.failing or stuck
 
-    def _unreached(self, attempts_before: int) -> bool:
-        """The sink never opened, and the attempts made while waiting failed too: the quick retry a wait asks for
-        when an attempt had failed before, else the first attempt and one retry. (A retry that hangs is bounded
-        by the sink's own request timeout.)"""
-        if self._opened:
-            return False
-        return self._open_attempts >= max(attempts_before + 1, 2)
-
     def _run(self, generation: int) -> None:
         while True:
             with self._cond:
@@ -346,7 +328,7 @@ class Delivery:
             if self._stop or generation != self._generation:
                 return None
             now = time.monotonic()
-            if not self._has_work() and (self._opened or self._open_attempts):
+            if not self._has_work() and self._outage.open_attempts:
                 # Nothing to send (and the sink was opened, or tried): an idle worker ends after a while and
                 # the next put starts another.
                 if now - idle_since >= 30.0:
@@ -356,7 +338,7 @@ class Delivery:
             if now < self._outage.next_attempt and not self._hurry:
                 self._cond.wait(self._outage.next_attempt - now)
                 continue
-            if not self._opened:
+            if not self._outage.opened:
                 action: tuple[str, Any] = ("open", None)
             elif self._spill.pending:
                 action = ("replay", (*self._spill.pending_range(), self._spill.epoch))
@@ -387,13 +369,11 @@ class Delivery:
                 return
             self._busy_since = None
             if kind == "open":
-                self._opened = True
-                self._open_attempts += 1
                 with contextlib.suppress(OSError):  # the header in memory has the target; a moved file takes it
                     self._spill.append_target(self.sink.target())
             elif kind == "send":
                 self._inflight = []
-            self._outage.ended()
+            self._outage.ended(opening=kind == "open")
             self._cond.notify_all()
 
     def _failed(self, generation: int, kind: str, error: Exception) -> None:
@@ -401,15 +381,12 @@ class Delivery:
             if generation != self._generation:
                 return  # close() kept this worker's batch already
             self._busy_since = None
-            if kind == "open":
-                self._open_attempts += 1
-            elif kind == "send":
+            if kind == "send":
                 self._pending.extendleft(reversed(self._inflight))
                 self._weight += _weigh(self._inflight)
                 self._inflight = []
-            first = self._outage.failed(error, waited_for=self._waiters > 0)
-            failing_for = time.monotonic() - (self._outage.since or 0.0)
-            if failing_for >= self._spill_after and self._spillable:
+            first = self._outage.failed(error, waited_for=self._waiters > 0, opening=kind == "open")
+            if time.monotonic() - (self._outage.since or 0.0) >= self._spill_after and self._spillable:
                 self._spill_pending()
             message = self._outage.message(self.sink.describe(), self._spill.path)
         if first:
@@ -420,41 +397,9 @@ class Delivery:
     # ---- internals ----------------------------------------------------------------------------------
 
     def _spill_pending(self, force: bool = False) -> None:
-        """Move the queue to the spill file (or, for a sink that cannot spill, to the rejects); never raises.
-
-        When no disk takes it, the newest ``max_pending`` items stay in memory and older ones are counted as lost
-        (said once); without ``force``, a disk that failed is tried again at most once a second.
-        """
-        if not self._pending or (not force and not self._disk.may_try()):
-            self._disk.trim(self._pending, self._max_pending, self.sink.describe())
-            return
-        if not self._spillable:
-            self._reject_all(self._pending, "not delivered before delivery closed")
-        else:
-            moved_before = self._spill.moved_from
-            try:
-                self._spill.append(self._pending)
-            except OSError as error:
-                self._disk.failed(error, self._spill.path)
-                self._disk.trim(self._pending, self._max_pending, self.sink.describe())
-                return
-            if self._spill.moved_from is not None and moved_before is None:
-                warnings.warn(
-                    f"Could not write the spill file {self._spill.moved_from} ({self._spill.move_error}); what "
-                    f"{self.sink.describe()} cannot take yet is kept in {self._spill.path} instead.",
-                    TracklightWarning,
-                    stacklevel=3,
-                )
-        self._pending.clear()
-        self._weight = 0
-        self._cond.notify_all()
-
-    def _reject_all(self, items: Iterable[Item], reason: str) -> None:
-        for item in items:
-            try:
-                self._spill.reject(item, reason)
-            except OSError as error:
-                self._disk.lose(item, error, self._spill.rejected_path)
+        if self._keeper.keep(self._pending, force):
+            self._weight = 0
+            self._cond.notify_all()
 
     def _say_progress(self, started: float, said: float, timeout: float) -> float:
         """Every ``PROGRESS_AFTER`` seconds of a long wait, say on stderr how much is left; when it last spoke."""
@@ -498,8 +443,8 @@ class Delivery:
             spill_path=self._spill.path,
             rejected_path=self._spill.rejected_path,
             last_error=self._outage.last_error if self._spill.kept or queued else None,
-            lost=Counter(self._disk.lost),
-            lost_reason=self._disk.reason,
+            lost=Counter(self._keeper.disk.lost),
+            lost_reason=self._keeper.disk.reason,
         )
 
 

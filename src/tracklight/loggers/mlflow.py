@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight import media
-from tracklight._errors import MissingDependencyError, TracklightError, TracklightWarning
+from tracklight._errors import MissingDependencyError, TracklightWarning
 from tracklight._imports import is_available
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
+from tracklight.loggers._checkpoints import check_log_model, logs_every_save
 from tracklight.loggers._mlflow_keys import KeyMap, mlflow_key
 from tracklight.loggers._mlflow_store import resolve, use_as_default
 from tracklight.loggers.logger import Logger, rank_zero_experiment
@@ -106,8 +107,7 @@ class MLFlowLogger(Logger):
             raise MissingDependencyError(
                 "MLFlowLogger needs the 'mlflow' package. Install it with: pip install 'tracklight[mlflow]'"
             )
-        if log_model not in (True, False, "all"):
-            raise TracklightError(f"MLFlowLogger(log_model={log_model!r}) is not valid: use True, False or 'all'.")
+        check_log_model(log_model)
         self._save_dir = save_dir
         self._local_dir = os.path.abspath(os.path.expanduser(save_dir or "./mlruns"))
         tracking_uri, self._embedded, artifact_location = resolve(tracking_uri, self._local_dir, artifact_location)
@@ -272,8 +272,7 @@ class MLFlowLogger(Logger):
         """As Lightning's logger: ``log_model="all"`` (or ``True`` with ``save_top_k=-1``) uploads the new
         checkpoints now, during training; ``True`` uploads the last, best and top-k ones once, at ``finalize``.
         Checkpoints are linked or copied aside first, so ``ModelCheckpoint`` may delete or replace them."""
-        every = getattr(checkpoint_callback, "save_top_k", None) == -1
-        if self._log_model == "all" or (self._log_model is True and every):
+        if logs_every_save(self._log_model, checkpoint_callback):
             self._log_checkpoints(checkpoint_callback)
         elif self._log_model is True:
             self._checkpoint_callback = checkpoint_callback
@@ -344,7 +343,7 @@ class MLFlowLogger(Logger):
         assert sink is not None
         if not self._waited_for_run:
             self._waited_for_run = True
-            delivery.start()
+            delivery.wait_open(0)  # starts the worker, which imports MLflow and opens the sink
             # MLflow is imported first (seconds, once); then a tracking server gets RUN_WAIT seconds to create the
             # run, so one that accepts connections and never answers holds nobody. A local store gets its time.
             sink.connecting.wait(self._delivery_timeout)

@@ -1,4 +1,4 @@
-"""How delivery retries a backend that fails: since when, when to try next, and whether it was said."""
+"""Whether the backend answers: opened or not, since when it fails, when to try next, whether it was said."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ __all__ = ["Outage"]
 
 
 class Outage:
-    """The state of a failing backend. Waits between attempts double from 0.5 s up to ``backoff_max``
-    (1 s at most while someone waits for delivery); the first failure of each outage is said once."""
+    """How the backend has answered. Waits between attempts double from 0.5 s up to ``backoff_max`` (1 s at
+    most while someone waits for delivery); the first failure of each outage is said once."""
 
     def __init__(self, backoff_max: float) -> None:
         self.backoff_max = backoff_max
+        self.opened = False  # the sink was opened (for MLflow: the run exists)
+        self.open_attempts = 0  # attempts to open, failed or not
         self.since: float | None = None
         self.next_attempt = 0.0
         self.last_error: str | None = None
@@ -23,9 +25,16 @@ class Outage:
     def failing(self) -> bool:
         return self.since is not None
 
-    def failed(self, error: BaseException, waited_for: bool) -> bool:
+    def unreached(self, attempts_before: int) -> bool:
+        """The sink never opened, and the attempts made since ``attempts_before`` failed too: the quick retry a
+        wait asks for when one had failed before, else the first attempt and one retry. (A retry that hangs is
+        bounded by the sink's own request timeout.)"""
+        return not self.opened and self.open_attempts >= max(attempts_before + 1, 2)
+
+    def failed(self, error: BaseException, waited_for: bool, opening: bool) -> bool:
         """Record a failed attempt; whether it is the first of this outage (to be said)."""
         now = time.monotonic()
+        self.open_attempts += opening
         self.last_error = f"{type(error).__name__}: {error}"
         if self.since is None:
             self.since = now
@@ -35,8 +44,11 @@ class Outage:
         first, self._said = not self._said, True
         return first
 
-    def ended(self) -> None:
+    def ended(self, opening: bool) -> None:
         """The backend answered: the next outage is said again."""
+        if opening:
+            self.opened = True
+            self.open_attempts += 1
         self.since = None
         self._failures = 0
         self.next_attempt = 0.0
