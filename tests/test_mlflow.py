@@ -383,14 +383,23 @@ def test_log_model_true_uploads_once_at_the_end_as_lightning_does(
     assert logger.delivery_report is not None and logger.delivery_report.delivered["artifact"] == 6
 
 
-def test_a_checkpoints_score_keeps_its_type() -> None:
+def test_a_checkpoints_score_keeps_its_type(tmp_path: Path) -> None:
     import torch
+    import yaml
 
-    from tracklight.loggers._mlflow_artifacts import _plain_score
+    from tracklight.loggers._mlflow_artifacts import ArtifactStager
 
-    assert _plain_score(torch.tensor(3)) == 3 and type(_plain_score(torch.tensor(3))) is int
-    assert type(_plain_score(torch.tensor(0.5))) is float and _plain_score(None) is None
-    assert _plain_score(np.float64(0.25)) == 0.25 and _plain_score(7) == 7 and type(_plain_score(7)) is int
+    class Callback:  # what ModelCheckpoint exposes, with an integer score
+        best_model_path = last_model_path = str(tmp_path / "epoch=0.ckpt")
+        best_model_score = current_score = torch.tensor(3)
+        best_k_models = {best_model_path: best_model_score}
+        monitor, save_top_k = "count", 1
+
+    Path(Callback.best_model_path).write_bytes(b"weights")
+    items = ArtifactStager(str(tmp_path / "staging")).checkpoints(Callback())
+    metadata = yaml.safe_load(Path(next(item["path"] for item in items if item["path"].endswith(".yaml"))).read_text())
+    assert metadata["score"] == 3 and type(metadata["score"]) is int  # an integer stays one, as with Lightning
+    assert metadata["Checkpoint"] == {"monitor": "count", "save_top_k": 1}
 
 
 @pytest.mark.filterwarnings("ignore:MLFlowLogger. MLflow images have no captions")

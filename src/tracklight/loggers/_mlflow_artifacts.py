@@ -1,8 +1,9 @@
 """Files MLFlowLogger uploads as run artifacts: media and checkpoints, put aside first, then queued.
 
 Every upload gets a directory of its own under ``<save_dir>/tracklight-staging/<local id>/``, so the
-file keeps its name, and the delivery worker removes it once uploaded. Checkpoints are hard-linked (or
-copied) there, so ``ModelCheckpoint`` may delete or replace them before the upload happens. When
+file keeps its name, and the delivery worker removes it once uploaded. Which checkpoints are due, and how
+they are set aside (hard-linked or copied, so ``ModelCheckpoint`` may delete or replace them before the
+upload happens), is ``tracklight.loggers._checkpoints``, shared with the other loggers. When
 ``save_dir`` cannot be written, files wait in ``<temporary directory>/tracklight-staging/`` instead.
 """
 
@@ -12,7 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 import uuid
@@ -24,21 +24,14 @@ import yaml
 
 from tracklight._errors import warn
 from tracklight.delivery.spill import Item
+from tracklight.loggers import _checkpoints
 
 __all__ = ["ArtifactStager", "table_json"]
 
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9_\-. ]+")
 
-#: The ``ModelCheckpoint`` settings recorded in a checkpoint's ``metadata.yaml``, as Lightning records them.
-_CHECKPOINT_SETTINGS = (
-    "monitor",
-    "mode",
-    "save_last",
-    "save_top_k",
-    "save_weights_only",
-    "_every_n_train_steps",
-    "_every_n_val_epochs",
-)
+#: The ``ModelCheckpoint`` settings in a checkpoint's ``metadata.yaml``, as Lightning's MLFlowLogger records them.
+_CHECKPOINT_SETTINGS = (*_checkpoints.CALLBACK_SETTINGS, "_every_n_val_epochs")
 
 
 class ArtifactStager:
@@ -52,7 +45,7 @@ class ArtifactStager:
         self.folder = folder
         self._moved = False
         self._media_names: Counter[str] = Counter()
-        self._logged_checkpoints: dict[str, int] = {}
+        self._logged_checkpoints: dict[str, float] = {}
 
     def media(self, kind: str, key: str, step: int | None, extension: str, content: bytes) -> list[Item]:
         """``content`` as ``<kind>/<key>/step_<step>.<extension>`` (``_1``, ``_2``... for more at that step)."""
@@ -77,53 +70,26 @@ class ArtifactStager:
         """The checkpoints of ``callback`` that are new or changed since their last upload, oldest first, each
         with Lightning's ``metadata.yaml`` and ``aliases.txt`` in ``<checkpoint stem>/``."""
         items: list[Item] = []
-        for path, score, aliases in self._new_checkpoints(callback):
-            folder = self._new_dir()
-            staged = os.path.join(folder, os.path.basename(path))
-            try:
-                os.link(path, staged)  # a hard link survives ModelCheckpoint deleting or replacing the file
-            except OSError:
-                shutil.copy2(path, staged)
+        for candidate in _checkpoints.candidates(callback, self._logged_checkpoints):
+            staged = _checkpoints.stage(candidate.path, self._new_dir())
+            folder = os.path.dirname(staged)
+            settings = {key: _plain(getattr(callback, key)) for key in _CHECKPOINT_SETTINGS if hasattr(callback, key)}
             metadata = {
-                "score": _plain_score(score),
-                "original_filename": os.path.basename(path),
-                "Checkpoint": {
-                    name: _plain_value(getattr(callback, name))
-                    for name in _CHECKPOINT_SETTINGS
-                    if hasattr(callback, name)
-                },
+                "score": _plain(candidate.score),
+                "original_filename": os.path.basename(candidate.path),
+                "Checkpoint": settings,  # Lightning's MLFlowLogger names it so (its WandbLogger, by the class)
             }
             with open(os.path.join(folder, "metadata.yaml"), "w", encoding="utf-8") as handle:
                 yaml.safe_dump(metadata, handle, default_flow_style=False)
             with open(os.path.join(folder, "aliases.txt"), "w", encoding="utf-8") as handle:
-                handle.write(str(aliases))
-            stem = Path(path).stem
+                handle.write(str(candidate.aliases))
+            self._logged_checkpoints[candidate.path] = candidate.mtime
+            stem = Path(candidate.path).stem
             items.extend(
                 {"kind": "artifact", "path": os.path.join(folder, name), "artifact_path": stem, "remove": True}
-                for name in (os.path.basename(path), "metadata.yaml", "aliases.txt")
+                for name in (os.path.basename(staged), "metadata.yaml", "aliases.txt")
             )
         return items
-
-    def _new_checkpoints(self, callback: Any) -> list[tuple[str, Any, list[str]]]:
-        """As Lightning scans them: the last, the best and the top-k checkpoints (a path's score from the
-        top-k if it is there, else from best, else the current score), skipping those uploaded unchanged."""
-        candidates: dict[str, Any] = {}
-        if getattr(callback, "last_model_path", "") and hasattr(callback, "current_score"):
-            candidates[callback.last_model_path] = callback.current_score
-        if getattr(callback, "best_model_path", "") and hasattr(callback, "best_model_score"):
-            candidates[callback.best_model_path] = callback.best_model_score
-        candidates.update(getattr(callback, "best_k_models", {}) or {})
-        found = []
-        for path, score in candidates.items():
-            try:
-                stamp = os.stat(path).st_mtime_ns
-            except OSError:
-                continue
-            if self._logged_checkpoints.get(path) != stamp:
-                self._logged_checkpoints[path] = stamp
-                aliases = ["latest", "best"] if path == getattr(callback, "best_model_path", None) else ["latest"]
-                found.append((stamp, path, score, aliases))
-        return [(path, score, aliases) for _, path, score, aliases in sorted(found)]
 
     def _new_dir(self) -> str:
         name = uuid.uuid4().hex[:12]
@@ -169,16 +135,6 @@ def _thumbnail_webp(png: bytes) -> bytes | None:
     return buffer.getvalue()
 
 
-def _plain_score(value: Any) -> Any:
-    """A checkpoint's score as Lightning records it: a tensor's (or NumPy scalar's) Python value, with its type
-    (an integer score stays an integer); anything YAML cannot hold, as text."""
-    if hasattr(value, "item"):
-        try:
-            value = value.item()
-        except (TypeError, ValueError, RuntimeError):  # a tensor of several values
-            return str(value)
-    return _plain_value(value)
-
-
-def _plain_value(value: Any) -> Any:
+def _plain(value: Any) -> Any:
+    """What YAML can hold as it is (a score is a Python number already, of its logged type), else text."""
     return value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
