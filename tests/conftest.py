@@ -47,22 +47,26 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server.stop()
 
 
+#: MLFLOW_TRACKING_URI as the session found it.
+_SESSION_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 @pytest.fixture(autouse=True)
 def _mlflow_default_uri_restored() -> Iterator[None]:
-    """MLFlowLogger makes its tracking URI MLflow's default, as Lightning's does: each test starts from the
-    MLflow default (and MLFLOW_TRACKING_URI) it found."""
+    """After each test, MLflow's default tracking URI is unset again and MLFLOW_TRACKING_URI is what the session
+    started with: Lightning's MLFlowLogger (used by some tests and fixtures) exports its URI there for good,
+    through ``mlflow.set_tracking_uri``, and a later logger without a tracking URI would take it."""
     import sys
 
-    before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     if "mlflow" in sys.modules:
         from mlflow.tracking._tracking_service import utils
 
         utils._tracking_uri = None  # private, and only here: MLflow has no public way back to "never set"
-    if before is None:
+    if _SESSION_TRACKING_URI is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+        os.environ["MLFLOW_TRACKING_URI"] = _SESSION_TRACKING_URI
 
 
 @functools.cache
