@@ -69,6 +69,15 @@ class MlflowServer:
         if wait:
             self.wait_ready(timeout)
 
+    def running(self) -> MlflowServer:
+        """Start the server unless it answers already; return once it does."""
+        if not self.answers():
+            if self.process is None or self.process.poll() is not None:
+                self.process = None
+                self.start(wait=False)
+            self.wait_ready()
+        return self
+
     def answers(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:

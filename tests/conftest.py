@@ -33,6 +33,42 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The session's one real ``mlflow server`` on 127.0.0.1 (30-60 s to start), not started: call
+    ``mlflow_server.running()``. Tests may kill it; ``running()`` brings it back on the same port."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    yield server
+    server.stop()
+
+
+#: MLFLOW_TRACKING_URI as the session found it.
+_SESSION_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_default_uri_restored() -> Iterator[None]:
+    """After each test, MLflow's default tracking URI is unset again and MLFLOW_TRACKING_URI is what the session
+    started with: Lightning's MLFlowLogger (used by some tests and fixtures) exports its URI there for good,
+    through ``mlflow.set_tracking_uri``, and a later logger without a tracking URI would take it."""
+    import sys
+
+    yield
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._tracking_service import utils
+
+        utils._tracking_uri = None  # private, and only here: MLflow has no public way back to "never set"
+    if _SESSION_TRACKING_URI is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = _SESSION_TRACKING_URI
+
+
 @functools.cache
 def _tiny_module_class() -> type:
     import torch

@@ -393,3 +393,78 @@ def test_close_before_exit_delivers_before_the_exit_hooks_registered_earlier(tmp
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["delivered before the SDK ended its run: 50"] * 2
+
+
+# ---- faults of the core, with the recording sink ---------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:the recording sink is not answering")
+def test_while_the_sink_fails_queued_items_reach_the_disk_within_spill_after(spill: Path) -> None:
+    sink = RecordingSink(down=True)
+    delivery = Delivery(sink, str(spill), linger=0, spill_after=0.3)
+    delivery.put_many(metrics(5))
+    wait_until(lambda: sink.attempts == 0 and delivery.drain(0).last_error is not None, timeout=30)
+    delivery.put_many(metrics(5, start=5))
+    # No close, no exit: tracklight's flusher alone moves them (what a SIGKILL would otherwise take).
+    wait_until(lambda: spill.exists() and len(spilled_items(spill)) == 10, timeout=30)
+    assert [item["step"] for item in spilled_items(spill)] == list(range(10))
+    sink.down = False
+    assert delivery.close(timeout=30).complete
+
+
+@pytest.mark.filterwarnings("ignore:the recording sink is not answering")
+def test_close_does_not_wait_out_the_timeout_for_a_sink_never_reached(spill: Path) -> None:
+    sink = RecordingSink(down=True)
+    delivery = Delivery(sink, str(spill), linger=0)
+    assert not delivery.wait_open(30)  # the first attempt failed
+    delivery.put_many(metrics(3))
+    report = delivery.close(timeout=3600)  # returns after one more attempt, not in an hour
+    assert report.kept == Counter(metric=3) and report.command is not None
+
+
+def test_unreadable_lines_are_set_aside_with_their_line_numbers(spill: Path) -> None:
+    spill.parent.mkdir(parents=True)
+    header = {"tracklight_spill": 1, "factory": "", "destination": "the recording sink", "target": {}}
+    lines = [json.dumps(header), *(json.dumps(item) for item in metrics(3)), "[1, 2]", json.dumps(metrics(1, 3)[0])]
+    spill.write_text("\n".join(lines) + '\n{"kind": "metric", "ke')
+    sink = RecordingSink()
+    with pytest.warns(TracklightWarning) as said:
+        report = Delivery(sink, str(spill)).close(timeout=30)
+    assert [item["step"] for item in sink.received] == [0, 1, 2, 3]  # every good line
+    assert report.rejected == Counter({"unreadable line": 2}) and not report.kept and not report.complete
+    messages = sorted(str(warning.message) for warning in said)
+    assert messages[0].startswith(f"line 5 of {spill} cannot be read: not an item")
+    assert messages[1].startswith(f"line 7 of {spill} cannot be read: cut short")
+    rejected = [json.loads(line) for line in Path(report.rejected_path).read_text().splitlines()]
+    assert [record["line"] for record in rejected] == [5, 7]
+
+
+@pytest.mark.filterwarnings("ignore:the recording sink is not answering")
+def test_a_spill_folder_that_cannot_be_written_moves_to_the_fallback_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "blocker").write_text("a file where the spill folder would be")
+    sink = RecordingSink(down=True)
+    delivery = Delivery(sink, str(tmp_path / "blocker" / "spill" / "run.jsonl"), linger=0)
+    with pytest.warns(TracklightWarning, match="Could not write the spill file .*blocker.* kept in .*tmp") as said:
+        delivery.put_many(metrics(4))
+        report = delivery.close(timeout=0.5)
+    assert report.spill_path == str(tmp_path / "tmp" / "tracklight-spill" / "run.jsonl")
+    assert spilled_items(Path(report.spill_path)) == metrics(4) and report.kept == Counter(metric=4)
+    assert sum("Could not write" in str(warning.message) for warning in said) == 1
+
+
+def test_no_thread_is_left_after_close(spill: Path) -> None:
+    from tracklight.formats import flushing
+
+    delivery = Delivery(RecordingSink(), str(spill), linger=0)
+    delivery.put_many(metrics(3))
+    worker = delivery._thread
+    assert worker is not None and worker.is_alive()
+    assert delivery.close(timeout=30).complete
+    assert not worker.is_alive() and delivery not in list(flushing._writers)  # nor flushed any more
+    delivery.put_many(metrics(1, start=3))  # logging again starts another worker
+    assert delivery.close(timeout=30).complete and not delivery._thread

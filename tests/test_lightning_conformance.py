@@ -49,7 +49,6 @@ from tracklight.loggers import (
 )
 
 MATCH, DIFFERENCE, PENDING, NOT_APPLICABLE = "match", "difference", "pending", "not applicable"
-MLFLOW_BRANCH = "fixed on branch issue-10-mlflow-delivery"
 
 #: Lightning test (file::function) -> (its parametrized cases, verdict, where).
 #: ``where`` is a test of this module (MATCH, PENDING), a phrase of docs/differences.md (DIFFERENCE), or why
@@ -191,7 +190,7 @@ LEDGER: dict[str, tuple[int, str, str]] = {
     "test_mlflow.py::test_mlflow_experiment_id_retrieved_once": (1, MATCH, "test_mlflow_experiments_and_runs_by_name"),
     "test_mlflow.py::test_mlflow_logger_with_unexpected_characters": (
         1,
-        PENDING,
+        MATCH,
         "test_mlflow_cleans_keys_as_lightning",
     ),
     "test_mlflow.py::test_mlflow_logger_experiment_calls": (1, MATCH, "test_mlflow_values_land_in_the_run"),
@@ -209,8 +208,8 @@ LEDGER: dict[str, tuple[int, str, str]] = {
     "test_mlflow.py::test_mlflow_logger_with_many_params": (1, MATCH, "test_mlflow_values_land_in_the_run"),
     "test_mlflow.py::test_mlflow_logger_finalize": (3, MATCH, "test_mlflow_finalize_status"),
     "test_mlflow.py::test_mlflow_logger_finalize_when_exception": (1, MATCH, "test_mlflow_finalize_status"),
-    "test_mlflow.py::test_mlflow_log_model": (3, PENDING, "test_mlflow_log_model_true_uploads_once_at_the_end"),
-    "test_mlflow.py::test_set_tracking_uri": (1, PENDING, "test_mlflow_sets_the_tracking_uri"),
+    "test_mlflow.py::test_mlflow_log_model": (3, MATCH, "test_mlflow_log_model_true_uploads_once_at_the_end"),
+    "test_mlflow.py::test_set_tracking_uri": (1, MATCH, "test_mlflow_sets_the_tracking_uri"),
     # ---- test_comet.py
     "test_comet.py::test_comet_logger_online": (1, MATCH, "test_comet_start_arguments"),
     "test_comet.py::test_comet_experiment_is_still_alive_after_training_complete": (
@@ -1219,13 +1218,11 @@ def test_mlflow_log_model_all_and_false(tmp_path: Path) -> None:
     assert _mlflow_checkpoints(_mlflow_fit(tmp_path / "false", False)) == []
 
 
-@pytest.mark.xfail(strict=True, reason=MLFLOW_BRANCH)
 def test_mlflow_log_model_true_uploads_once_at_the_end(tmp_path: Path) -> None:
     checkpoints = _mlflow_checkpoints(_mlflow_fit(tmp_path, True))
     assert [os.path.basename(path) for path in checkpoints] == ["epoch=1-step=6.ckpt"]
 
 
-@pytest.mark.xfail(strict=True, reason=MLFLOW_BRANCH)
 def test_mlflow_sets_the_tracking_uri(tmp_path: Path) -> None:
     import mlflow
 
@@ -1236,8 +1233,6 @@ def test_mlflow_sets_the_tracking_uri(tmp_path: Path) -> None:
     logger.finalize("success")
 
 
-@pytest.mark.xfail(strict=True, reason=MLFLOW_BRANCH)
-@pytest.mark.filterwarnings("ignore:MLFlowLogger. MLflow refuses the metric key")  # today's renaming, not Lightning's
 def test_mlflow_cleans_keys_as_lightning(tmp_path: Path) -> None:
     logger = _mlflow(tmp_path)
     with pytest.warns(RuntimeWarning, match="special characters in metric name"):
@@ -1246,7 +1241,6 @@ def test_mlflow_cleans_keys_as_lightning(tmp_path: Path) -> None:
     assert set(_mlflow_client(logger).get_run(logger.run_id).data.metrics) == {"some_metric"}
 
 
-@pytest.mark.xfail(strict=True, reason=MLFLOW_BRANCH)
 def test_mlflow_leaves_the_environment_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
     before = dict(os.environ)
@@ -1343,7 +1337,7 @@ _FLUSHER = "CSV and TensorBoard rows are written by the 'tracklight-flush' threa
         "wandb",
         "comet",
         "neptune",
-        pytest.param("mlflow", marks=pytest.mark.xfail(strict=True, reason=MLFLOW_BRANCH)),
+        "mlflow",
         pytest.param("csv", marks=pytest.mark.xfail(strict=True, reason=_FLUSHER)),
         pytest.param("tensorboard", marks=pytest.mark.xfail(strict=True, reason=_FLUSHER)),
     ],

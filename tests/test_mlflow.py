@@ -75,13 +75,16 @@ def wait_until(condition: Any, timeout: float = 60.0) -> None:
     ("key", "expected"),
     [
         ("train/loss", "train/loss"),
-        ("val acc:top-1.5", "val acc:top-1.5"),
-        ("acc@1", "acc_1"),
-        ("loss(λ=0.1)", "loss_λ_0.1_"),
+        ("val acc-top.5", "val acc-top.5"),
+        ("[some_metric]", "some_metric"),  # Lightning's own example
+        ("acc@1", "acc1"),
+        ("val:acc", "valacc"),
+        ("loss(λ=0.1)", "loss0.1"),
         ("a//b", "a/_/b"),
         ("/a/", "_/a/_"),
         ("a/./b/../c", "a/_/b/_/c"),
         ("", "_"),
+        ("@@", "_"),
     ],
 )
 def test_mlflow_key_rule(key: str, expected: str) -> None:
@@ -93,18 +96,20 @@ def test_mlflow_key_rule_keeps_long_keys_apart() -> None:
     assert len(first) == len(second) == 250 and first != second and first.startswith("k" * 241 + "_")
 
 
-def test_refused_metric_keys_are_mapped_and_collisions_reported(make_logger: Any) -> None:
+def test_refused_metric_keys_are_cleaned_as_lightning_does_and_collisions_reported(make_logger: Any) -> None:
     logger = make_logger(prefix="train")
-    with pytest.warns(TracklightWarning, match="'train-acc@1'; it is logged as 'train-acc_1'"):
-        logger.log_metrics({"acc@1": 0.5}, step=0)
-    with pytest.warns(TracklightWarning, match="'train-acc@1' and 'train-acc#1' both become 'train-acc_1'"):
-        logger.log_metrics({"acc#1": 0.25}, step=0)
+    # Lightning's category and words: RuntimeWarning, "special characters in metric name".
+    renamed = "special characters in metric name.*'train-\\[top1\\]' is logged as 'train-top1'"
+    with pytest.warns(RuntimeWarning, match=renamed):
+        logger.log_metrics({"[top1]": 0.5}, step=0)
+    with pytest.warns(TracklightWarning, match="'train-\\[top1\\]' and 'train-top@1' both become 'train-top1'"):
+        logger.log_metrics({"top@1": 0.25}, step=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a key seen before is mapped silently
-        logger.log_metrics({"acc@1": 0.75, "acc#1": 0.125, "loss": 2.0}, step=1)
+        logger.log_metrics({"[top1]": 0.75, "top@1": 0.125, "loss": 2.0}, step=1)
     logger.finalize("success")
-    assert history(logger, "train-acc_1") == {0: 0.5, 1: 0.75}
-    assert history(logger, "train-acc_1_2") == {0: 0.25, 1: 0.125}
+    assert history(logger, "train-top1") == {0: 0.5, 1: 0.75}
+    assert history(logger, "train-top1_2") == {0: 0.25, 1: 0.125}
     assert history(logger, "train-loss") == {1: 2.0}
 
 
@@ -143,6 +148,74 @@ def test_tracking_uri_defaults_to_the_environment(tmp_path: Path, monkeypatch: A
     logger.finalize("success")
     assert logger.save_dir is None and history(logger, "loss") == {0: 1.0}
     assert not (tmp_path / "unused").exists()
+
+
+# ---- no process-wide surprises: the environment, MLflow's default URI, threads ----------------------------
+
+
+def test_building_a_logger_leaves_the_environment_alone(tmp_path: Path, store: str) -> None:
+    before = dict(os.environ)
+    MLFlowLogger("quiet", save_dir=str(tmp_path / "embedded"))
+    MLFlowLogger("quiet", tracking_uri=store, save_dir=str(tmp_path / "local"))
+    assert dict(os.environ) == before  # MLflow's telemetry setting included: tracklight leaves it to the user
+
+
+def test_the_tracking_uri_becomes_mlflows_default_so_user_mlflow_calls_reach_the_run(
+    tmp_path: Path, tiny_model: type, make_trainer: Any
+) -> None:
+    import mlflow
+
+    logger = MLFlowLogger("user-calls", save_dir=str(tmp_path / "embedded"))  # the embedded store
+    make_trainer(logger=logger).fit(tiny_model())
+    database = tmp_path / "embedded" / "mlflow.db"
+    assert mlflow.get_tracking_uri() == f"sqlite:///{database}"  # as Lightning's logger sets it
+    report = tmp_path / "report.txt"
+    report.write_text("written by the user after training")
+    mlflow.log_artifact(str(report), run_id=logger.run_id)  # the user's own call, after fit
+    assert artifact_paths(logger.experiment, logger.run_id) == ["report.txt"]
+    # The environment stays as it was (MLflow would export the URI): a second logger gets its own embedded store.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    second = MLFlowLogger("user-calls", save_dir=str(tmp_path / "second"))
+    assert second._tracking_uri == f"sqlite:///{tmp_path / 'second' / 'mlflow.db'}"
+
+
+def test_no_tracklight_thread_outlives_finalize_and_fit_then_validate_is_one_run(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import json, sys, threading
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from conftest import _tiny_module_class
+        from lightning.pytorch import Trainer
+        from tracklight.loggers.mlflow import MLFlowLogger
+
+        def ours():
+            return sorted(thread.name for thread in threading.enumerate() if thread.name.startswith("tracklight-"))
+
+        logger = MLFlowLogger("threads", save_dir={str(tmp_path)!r})
+        trainer = Trainer(logger=logger, max_epochs=1, enable_progress_bar=False, enable_model_summary=False,
+                          default_root_dir={str(tmp_path)!r}, log_every_n_steps=1)
+        model = _tiny_module_class()()
+        trainer.fit(model)
+        after_fit = (ours(), logger.run_id)
+        trainer.validate(model)  # logging again after finalize: the worker starts again, on the same run
+        print(json.dumps([after_fit, (ours(), logger.run_id)]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (threads_after_fit, run_id), (threads_after_validate, same_run_id) = json.loads(done.stdout.splitlines()[-1])
+    assert threads_after_fit == [] and threads_after_validate == []
+    assert run_id is not None and same_run_id == run_id
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("threads").experiment_id])
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    assert {"train_loss", "val_loss"} <= set(run.data.metrics)
+    assert len(client.get_metric_history(run_id, "val_loss")) == 2  # fit's and validate's, in the one run
 
 
 # ---- hyperparameters ------------------------------------------------------------------------------------
@@ -262,37 +335,32 @@ def test_rank_above_zero_creates_nothing(tmp_path: Path, set_rank: Any) -> None:
 # ---- checkpoints and media ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("log_model", ["all", True])
-def test_log_model_uploads_checkpoints_during_training(
-    make_logger: Any, tmp_path: Path, tiny_model: type, make_trainer: Any, log_model: Any
-) -> None:
+def _fit_with_checkpoints(
+    logger: MLFlowLogger, tmp_path: Path, tiny_model: type, make_trainer: Any, **checkpoint: Any
+) -> list[str]:
+    """Three epochs scored 0, 1, 2 (so epoch 0 is best), checkpointed; what the run held when epoch 2 began."""
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-    logger = make_logger(log_model=log_model)
-    uploaded_while_training: list[str] = []
+    seen: list[str] = []
 
     class WatchUploads(Callback):
         def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
-            if trainer.current_epoch == 2:  # the first epoch's checkpoint is on the run before training ends
-                wait_until(lambda: "epoch=0-step=4" in str(artifact_paths(logger.experiment, logger.run_id)))
-                uploaded_while_training.extend(artifact_paths(logger.experiment, logger.run_id))
+            if trainer.current_epoch == 2:
+                logger.flush()  # whatever was queued by now is on the run
+                seen.extend(artifact_paths(logger.experiment, logger.run_id))
 
     class Scored(tiny_model):  # type: ignore[misc, valid-type]
         def on_train_epoch_end(self) -> None:
-            self.log("score", float(self.current_epoch))  # lowest, so best, at epoch 0
+            self.log("score", float(self.current_epoch))
 
-    monitor: dict[str, Any] = {"save_top_k": -1} if log_model == "all" else {"monitor": "score", "mode": "min"}
-    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, **monitor)
-    trainer = make_trainer(logger=logger, max_epochs=3, callbacks=[checkpoints, WatchUploads()])
-    trainer.fit(Scored())
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, **checkpoint)
+    make_trainer(logger=logger, max_epochs=3, callbacks=[checkpoints, WatchUploads()]).fit(Scored())
+    return seen
 
-    assert any("epoch=0-step=4" in path for path in uploaded_while_training)
+
+def _check_uploaded(logger: MLFlowLogger, tmp_path: Path, folders: set[str]) -> list[str]:
     paths = artifact_paths(logger.experiment, logger.run_id)
-    folders = {path.split("/")[0] for path in paths}
-    if log_model == "all":
-        assert folders == {"epoch=0-step=4", "epoch=1-step=8", "epoch=2-step=12", "last"}
-    else:  # the best one (epoch 0, lowest score) and the last one
-        assert folders == {"epoch=0-step=4", "last"}
+    assert {path.split("/")[0] for path in paths} == folders
     for folder in folders:
         assert {f"{folder}/metadata.yaml", f"{folder}/aliases.txt", f"{folder}/{folder}.ckpt"} <= set(paths)
     downloaded = logger.experiment.download_artifacts(logger.run_id, "last/last.ckpt", str(tmp_path / "down"))
@@ -300,6 +368,54 @@ def test_log_model_uploads_checkpoints_during_training(
     aliases = logger.experiment.download_artifacts(logger.run_id, "last/aliases.txt", str(tmp_path))
     assert Path(aliases).read_text() == "['latest']"
     assert not list((Path(logger._local_dir) / "tracklight-staging").rglob("*.ckpt"))  # copies removed
+    return paths
+
+
+def test_log_model_all_uploads_checkpoints_as_they_are_saved(
+    make_logger: Any, tmp_path: Path, tiny_model: type, make_trainer: Any
+) -> None:
+    logger = make_logger(log_model="all")
+    seen = _fit_with_checkpoints(logger, tmp_path, tiny_model, make_trainer, save_top_k=-1)
+    assert "epoch=0-step=4/epoch=0-step=4.ckpt" in seen and "epoch=1-step=8/epoch=1-step=8.ckpt" in seen
+    _check_uploaded(logger, tmp_path, {"epoch=0-step=4", "epoch=1-step=8", "epoch=2-step=12", "last"})
+
+
+def test_log_model_true_uploads_once_at_the_end_as_lightning_does(
+    make_logger: Any, tmp_path: Path, tiny_model: type, make_trainer: Any
+) -> None:
+    import yaml
+
+    logger = make_logger(log_model=True)
+    seen = _fit_with_checkpoints(logger, tmp_path, tiny_model, make_trainer, monitor="score", mode="min")
+    assert not [path for path in seen if path.endswith(".ckpt")]  # nothing during training
+    # At the end: the best (epoch 0, lowest score, also the top-1) and the last one, each once.
+    _check_uploaded(logger, tmp_path, {"epoch=0-step=4", "last"})
+    assert logger.delivery_report is not None and logger.delivery_report.delivered["artifact"] == 6
+    metadata = logger.experiment.download_artifacts(logger.run_id, "epoch=0-step=4/metadata.yaml", str(tmp_path))
+    recorded = yaml.safe_load(Path(metadata).read_text())
+    assert recorded["score"] == 0.0 and type(recorded["score"]) is float  # the tensor's value, as logged
+    assert recorded["Checkpoint"]["monitor"] == "score" and recorded["original_filename"] == "epoch=0-step=4.ckpt"
+    logger.finalize("success")  # finalize again (trainer.test after fit): nothing uploaded twice
+    assert logger.delivery_report is not None and logger.delivery_report.delivered["artifact"] == 6
+
+
+def test_a_checkpoints_score_keeps_its_type(tmp_path: Path) -> None:
+    import torch
+    import yaml
+
+    from tracklight.loggers._mlflow_artifacts import ArtifactStager
+
+    class Callback:  # what ModelCheckpoint exposes, with an integer score
+        best_model_path = last_model_path = str(tmp_path / "epoch=0.ckpt")
+        best_model_score = current_score = torch.tensor(3)
+        best_k_models = {best_model_path: best_model_score}
+        monitor, save_top_k = "count", 1
+
+    Path(Callback.best_model_path).write_bytes(b"weights")
+    items = ArtifactStager(str(tmp_path / "staging")).checkpoints(Callback())
+    metadata = yaml.safe_load(Path(next(item["path"] for item in items if item["path"].endswith(".yaml"))).read_text())
+    assert metadata["score"] == 3 and type(metadata["score"]) is int  # an integer stays one, as with Lightning
+    assert metadata["Checkpoint"] == {"monitor": "count", "save_top_k": 1}
 
 
 @pytest.mark.filterwarnings("ignore:MLFlowLogger. MLflow images have no captions")

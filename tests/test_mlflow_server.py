@@ -1,8 +1,8 @@
 """MLFlowLogger against a real ``mlflow server`` subprocess on 127.0.0.1 (SQLite backend, local artifacts).
 
-One server for the module, on one port: the first test runs training before it is started, a later
-one kills it (SIGKILL) in the middle of training and starts it again. Everything is read back with
-``MlflowClient`` from the server itself.
+The session's one server (conftest's ``mlflow_server``), on one port: the first test runs training
+before it is started, a later one kills it (SIGKILL) in the middle of training and starts it again.
+Everything is read back with ``MlflowClient`` from the server itself.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +26,14 @@ from _mlflow_server import MlflowServer
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.timeout(600)]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """The module's server, not started: tests call ``running(server)`` unless they need it down."""
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    yield server
-    server.stop()
+@pytest.fixture
+def server(mlflow_server: MlflowServer) -> MlflowServer:
+    """The session's server, as it is: tests call ``running(server)`` unless they need it down."""
+    return mlflow_server
 
 
 def running(server: MlflowServer) -> MlflowServer:
-    if not server.answers():
-        if server.process is None:
-            server.start(wait=False)
-        server.wait_ready()
-    return server
+    return server.running()
 
 
 def client(server: MlflowServer) -> Any:
@@ -93,11 +86,23 @@ def test_server_not_up_at_the_start(server: MlflowServer, tmp_path: Path, step_m
     report = kept.delivery_report
     assert report is not None and report.kept["metric"] > 0 and report.kept["status"] == 1
 
-    # B starts while the server is down, and the server comes up while it trains: finalize waits for it.
+    # B starts while the server is down, and the server comes up while it trains: the run is created in the
+    # background, during training, and finalize sends the rest.
+    from lightning.pytorch.callbacks import Callback
+
     waited = MLFlowLogger("down-at-start", tracking_uri=server.url, run_name="waited", save_dir=str(tmp_path / "b"),
                           delivery_timeout=300)  # fmt: skip
-    server.start(wait=False)
-    trainer = make_trainer(logger=waited, max_epochs=2)
+
+    class ServerComesUp(Callback):
+        def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+            if trainer.current_epoch == 0:
+                server.start()  # a long epoch: the server is up before it ends
+                deadline = time.monotonic() + 120
+                while not waited._delivery.opened and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert waited._delivery.opened, "the run was not created in the background once the server answered"
+
+    trainer = make_trainer(logger=waited, max_epochs=2, callbacks=[ServerComesUp()])
     trainer.fit(step_model(lr=0.02))
     assert trainer.state.finished and waited.delivery_report is not None and waited.delivery_report.complete
     # Checkpoints of a run started without a server still get a directory of their own.

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tracklight.delivery.spill import Item
+from tracklight.delivery.spill import UNREADABLE, Item
 
 __all__ = ["DeliveryReport", "ItemFailed", "Sink", "batch_size"]
 
@@ -77,7 +77,12 @@ class ItemFailed(Exception):
 
 @dataclass
 class DeliveryReport:
-    """What happened to the items given to a :class:`Delivery`."""
+    """What happened to the items given to a :class:`Delivery`.
+
+    ``kept`` items wait in the spill file (``spill_path``) for :attr:`command`; ``rejected`` ones were refused
+    for good, or could not be read back, and wait with the reason in ``rejected_path``; ``lost`` ones could be
+    kept nowhere (no disk would take them), for the reason in ``lost_reason``.
+    """
 
     destination: str
     delivered: Counter[str] = field(default_factory=Counter)
@@ -87,11 +92,13 @@ class DeliveryReport:
     spill_path: str | None = None
     rejected_path: str | None = None
     last_error: str | None = None
+    lost: Counter[str] = field(default_factory=Counter)
+    lost_reason: str | None = None
 
     @property
     def complete(self) -> bool:
-        """Everything was delivered: nothing kept on disk, nothing refused."""
-        return not self.kept and not self.queued and not self.rejected
+        """Everything was delivered: nothing kept on disk, nothing refused, nothing lost."""
+        return not self.kept and not self.queued and not self.rejected and not self.lost
 
     @property
     def command(self) -> str | None:
@@ -111,12 +118,20 @@ class DeliveryReport:
             )
         if self.queued:
             parts.append(f"{_count(self.queued)} are still queued for {self.destination}.")
-        if self.rejected:
+        refused = Counter({kind: count for kind, count in self.rejected.items() if kind != UNREADABLE})
+        if refused:
             parts.append(
-                f"{_count(self.rejected)} were refused by {self.destination} and are kept, with the reason, "
-                f"in {self.rejected_path}"
+                f"{_count(refused)} were refused by {self.destination} and are kept, with the reason, in "
+                f"{self.rejected_path}"
             )
-        if self.last_error:
+        if self.rejected[UNREADABLE]:
+            parts.append(
+                f"{_count(Counter({UNREADABLE: self.rejected[UNREADABLE]}))} of the spill file could not be read "
+                f"and are kept, with the reason, in {self.rejected_path}."
+            )
+        if self.lost:
+            parts.append(f"{_count(self.lost)} were lost: no disk would keep them ({self.lost_reason}).")
+        if self.last_error and (self.kept or self.queued):
             parts.append(f"Last error: {self.last_error}")
         return " ".join(parts)
 

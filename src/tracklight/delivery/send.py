@@ -2,8 +2,9 @@
 
 Runs on a :class:`~tracklight.delivery.Delivery`'s worker thread. A batch the sink refuses for good
 (``is_permanent``) is halved until the bad items are found; an item an SDK sink fails on
-(:class:`~tracklight.delivery.batch.ItemFailed`) is set apart after the ones it took. Either way the
-item is kept, with the reason, beside the spill file, and the rest is sent.
+(:class:`~tracklight.delivery.batch.ItemFailed`) is set apart after the ones it took; a spill file line
+that cannot be read back is set apart with its line number. Either way the item is kept, with the
+reason, beside the spill file (counted as lost when no disk takes it), and the rest is sent.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import TYPE_CHECKING
 
 from tracklight._errors import TracklightWarning
 from tracklight.delivery.batch import ItemFailed, Sink, batch_size
-from tracklight.delivery.spill import Item, SpillFile
+from tracklight.delivery.spill import UNREADABLE, Item, SpillFile
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from tracklight.delivery.keep import Keeper
 
 __all__ = ["WEIGHT", "Sender", "describe_item"]
 
@@ -29,15 +32,19 @@ WEIGHT = "_weight"
 class Sender:
     """Sends batches to ``sink`` and counts what it took (``delivered``); ``lock`` guards ``spill`` and the count."""
 
-    def __init__(self, sink: Sink, spill: SpillFile, lock: threading.Condition) -> None:
+    def __init__(self, sink: Sink, spill: SpillFile, lock: threading.Condition, keeper: Keeper) -> None:
         self.sink = sink
         self.delivered: Counter[str] = Counter()
         self._spill = spill
         self._lock = lock
+        self._keeper = keeper
         self._said_lost = False
 
-    def deliver(self, items: list[Item]) -> None:
-        """Send ``items``; when the backend refuses them for good, halve the batch to find and keep the bad ones."""
+    def deliver(self, items: list[Item], lines: dict[int, int] | None = None) -> None:
+        """Send ``items``; when the backend refuses them for good, halve the batch to find and keep the bad ones.
+
+        ``lines`` maps ``id(item)`` to its line in the spill file, for the message.
+        """
         try:
             self.sink.send(items)
         except ItemFailed as failed:
@@ -48,41 +55,59 @@ class Sender:
                 raise
             if len(items) > 1:
                 middle = len(items) // 2
-                self.deliver(items[:middle])
-                self.deliver(items[middle:])
+                self.deliver(items[:middle], lines)
+                self.deliver(items[middle:], lines)
                 return
-            with self._lock:
-                self._spill.reject(items[0], f"{type(error).__name__}: {error}")
-            warnings.warn(
-                f"{self.sink.describe()} refused a {items[0]['kind']} ({describe_item(items[0])}): {error}. "
-                f"It is kept in {self._spill.rejected_path}.",
-                TracklightWarning,
-                stacklevel=2,
-            )
+            self._set_aside(items[0], f"{type(error).__name__}: {error}", (lines or {}).get(id(items[0])))
             return
         with self._lock:
             self.delivered.update(item["kind"] for item in items)
 
-    def replay(self, start: int, end: int, going_on: Callable[[], bool]) -> None:
+    def replay(self, start: int, end: int, epoch: int, going_on: Callable[[], bool]) -> None:
         """Send the spill file's items from ``start`` in batches, committing the offset after each one, while
-        ``going_on()``."""
+        ``going_on()``.
+
+        Control lines (``_target``) are passed over; unreadable lines are set aside (with their line numbers)
+        once the batch around them is delivered, so a failed send does not set them aside twice.
+        """
         entries = self._spill.read(start, end, 10 * self.sink.max_items)
         index = 0
         while index < len(entries) and going_on():
-            rest = [item for item, _ in entries[index:]]
-            # Control lines (``_target``, broken lines) are not sent; they are passed over with the batch.
-            positions = [at for at, item in enumerate(rest) if not str(item.get("kind", "_")).startswith("_")]
-            if not positions:
-                with self._lock:
-                    self._spill.commit(entries[-1][1], Counter())
-                return
-            real = [rest[at] for at in positions]
-            taken = batch_size(real, self.sink.limits, self.sink.max_items, self.sink.max_bytes)
-            self.deliver(real[:taken])
-            last = index + positions[taken - 1]
+            rest = entries[index:]
+            sendable = [at for at, (item, _, _) in enumerate(rest) if not item["kind"].startswith("_")]
+            real = [rest[at][0] for at in sendable]
+            taken = batch_size(real, self.sink.limits, self.sink.max_items, self.sink.max_bytes) if real else 0
+            span = rest[: sendable[taken - 1] + 1] if taken else rest
+            if taken:
+                self.deliver(real[:taken], {id(item): line for item, _, line in span if line is not None})
+            unreadable = [(item, line) for item, _, line in span if item["kind"] == "_unreadable"]
+            for item, line in unreadable:
+                self._set_aside(item, item["error"], line)
             with self._lock:
-                self._spill.commit(entries[last][1], Counter(item["kind"] for item in real[:taken]))
-            index = last + 1
+                if epoch != self._spill.epoch:
+                    return  # the file moved meanwhile: the next round starts from its new offset
+                done = Counter(item["kind"] for item in real[:taken])
+                if unreadable:
+                    done[UNREADABLE] += len(unreadable)
+                self._spill.commit(span[-1][1], done, len(span))
+            index += len(span)
+
+    def _set_aside(self, item: Item, reason: str, line: int | None) -> None:
+        """Keep an item that can never be delivered (or an unreadable line) in the rejects file, and say so."""
+        kept = {"kind": UNREADABLE, "text": item.get("text")} if item["kind"] == "_unreadable" else item
+        with self._lock:
+            self._keeper.reject(kept, reason, line)
+            place = f"line {line} of {self._spill.path}" if line is not None else None
+            where = self._spill.rejected_path
+        if item["kind"] == "_unreadable":
+            message = f"{place or 'A line of the spill file'} cannot be read: {reason}. It is kept in {where}."
+        else:
+            origin = f" ({place})" if place else ""
+            message = (
+                f"{self.sink.describe()} refused a {item['kind']}{origin} ({describe_item(item)}): {reason}. "
+                f"It is kept in {where}."
+            )
+        warnings.warn(message, TracklightWarning, stacklevel=2)
 
     def _lost(self, items: list[Item], failed: ItemFailed) -> None:
         """The sink took ``items`` up to ``failed.index`` and failed on that one for good: keep it (as text, with
@@ -91,7 +116,7 @@ class Sender:
         error = failed.error
         with self._lock:
             self.delivered.update(entry["kind"] for entry in done)
-            self._spill.reject(item, f"{type(error).__name__}: {error}")
+            self._keeper.reject(item, f"{type(error).__name__}: {error}")
             first = not self._said_lost
             self._said_lost = True
         if first:

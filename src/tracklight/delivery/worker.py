@@ -3,19 +3,20 @@
 The training thread only appends items (plain JSON-able dicts with a ``kind``) to an in-memory queue
 and returns. One worker thread per :class:`Delivery` takes them in batches sized to the backend's
 limits and hands them to a :class:`Sink` (the backend's own code: MLflow, W&B...). When a send fails
-it is retried with exponential backoff; while the backend stays down, and whenever the queue is full,
-items move to a JSON-lines spill file, which is replayed when the backend answers again. Nothing is
-dropped and the training thread never waits on the network.
+it is retried with exponential backoff; while the backend is not answering, and whenever the queue is
+full, items move to a JSON-lines spill file within about half a second, which is replayed when the
+backend answers again. Nothing is dropped and the training thread never waits on the network.
 
-``drain()`` and ``close()`` are where waiting happens, bounded by a timeout; they return a
-:class:`DeliveryReport` that says what was delivered, what is kept on disk and the one command that
-sends it later::
+``drain()`` and ``close()`` are where waiting happens, bounded by a timeout (and by one quick retry when
+the backend was never reached at all); they return a :class:`DeliveryReport` that says what was
+delivered, what is kept on disk and the one command that sends it later::
 
     python -m tracklight.delivery replay <spill file>
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -27,6 +28,8 @@ from typing import Any
 from tracklight._errors import TracklightWarning
 from tracklight.delivery import shutdown
 from tracklight.delivery.batch import DeliveryReport, Sink, batch_size
+from tracklight.delivery.keep import Keeper
+from tracklight.delivery.outage import Outage
 from tracklight.delivery.send import WEIGHT, Sender
 from tracklight.delivery.spill import Item, SpillFile
 from tracklight.formats import flushing as _flushing
@@ -36,6 +39,10 @@ __all__ = ["WEIGHT", "Delivery", "DeliveryReport", "Sink", "batch_size"]
 #: ``drain()`` says how it is going when it has waited this long, and again every as long.
 PROGRESS_AFTER = 2.0
 
+#: Seconds one request may be under way before the backend counts as not answering (a healthy batch takes
+#: well under a second; a large artifact upload may take longer, and what waits behind it then goes to disk).
+STUCK_AFTER = 5.0
+
 
 class Delivery:
     """A background worker that delivers items to a :class:`Sink` without ever blocking the caller.
@@ -44,12 +51,14 @@ class Delivery:
         sink: The backend.
         spill_path: The JSON-lines file that keeps items the backend could not take yet. It is created
             only when needed and removed once everything in it was delivered. An existing file is
-            loaded and replayed.
+            loaded and replayed. When its folder cannot be written, the file moves to
+            :func:`~tracklight.delivery.spill.fallback_dir`.
         max_pending: Items kept in memory at most (an item with a ``WEIGHT`` field counts that much); beyond
             that they go to the spill file or, for a sink whose items cannot be written to disk (its
             ``spillable`` is false: SDK objects such as images), the caller waits until there is room again.
         linger: Seconds to wait for more items before sending a batch that is not full.
-        spill_after: Seconds of failing sends after which queued items move to the spill file.
+        spill_after: Seconds an item waits in memory, while the backend is failing (or one request has been
+            stuck for ``STUCK_AFTER`` seconds), before it moves to the spill file: a crash loses about that much.
         backoff_max: The longest wait between two attempts while the backend is failing.
 
     Example:
@@ -76,39 +85,34 @@ class Delivery:
         *,
         max_pending: int = 50_000,
         linger: float = 0.2,
-        spill_after: float = 5.0,
+        spill_after: float = 0.5,
         backoff_max: float = 10.0,
     ) -> None:
         self.sink = sink
         self._max_pending = max_pending
         self._linger = linger
         self._spill_after = spill_after
-        self._backoff_max = backoff_max
-        self._cond = threading.Condition(threading.Lock())
+        # A WriterLock: a SIGTERM that lands while the training thread holds it (in put_many) is handled once
+        # it lets go, rather than deadlocking in flush(force=True) on the same thread.
+        self._cond = threading.Condition(_flushing.WriterLock())  # type: ignore[arg-type]  # any acquire/release
         self._spill = SpillFile(spill_path, self._header)
         self._pending: deque[Item] = deque()
         self._first_pending = 0.0
         self._inflight: list[Item] = []
+        self._busy_since: float | None = None  # when the send or replay now under way began
         self._thread: threading.Thread | None = None
         self._generation = 0
         self._stop = False
         self._closed = False
         self._hurry = False
         self._waiters = 0
-        self._opened = False
-        self._open_attempts = 0
-        self._failures = 0
-        self._failing_since: float | None = None
-        self._next_attempt = 0.0
-        self._last_error: str | None = None
-        self._said_down = False
+        self._outage = Outage(backoff_max)
         self._spillable = bool(getattr(sink, "spillable", True))
         self._weight = 0  # of what is pending: its length, plus what heavy items weigh beyond 1
         self._room_waiters = 0
-        self._sender = Sender(sink, self._spill, self._cond)
-        shutdown.track(self)
-        if self._spillable:  # what cannot be spilled has nothing to write at exit or on SIGTERM
-            _flushing.register(self)
+        self._keeper = Keeper(self._spill, sink.describe(), self._spillable, max_pending)
+        self._sender = Sender(sink, self._spill, self._cond, self._keeper)
+        self._track()
         if self._spill.pending:
             with self._cond:
                 self._start()
@@ -137,7 +141,7 @@ class Delivery:
             full = self._weight >= self._max_pending
             if full and self._spillable:
                 self._spill_pending()
-            if self._thread is None or self._stop:
+            if self._thread is None or self._stop or not self._thread.is_alive():
                 self._start()
             elif not before or len(self._pending) >= self.sink.max_items:
                 self._cond.notify_all()
@@ -154,11 +158,19 @@ class Delivery:
             self._room_waiters -= 1
 
     def flush(self, force: bool = False) -> None:
-        """Called by tracklight's flusher; ``force`` (exit, SIGTERM) moves queued items to disk at once."""
-        if force and self._spillable:
-            with self._cond:
+        """Called by tracklight's flusher several times a second: while the backend is failing (or a request is
+        stuck), queued items move to the spill file once they waited ``spill_after``. ``force`` (exit, SIGTERM)
+        moves them at once."""
+        if not self._spillable:
+            return
+        with self._cond:
+            now = time.monotonic()
+            if force:
+                self._spill_pending(force=True)
+                with contextlib.suppress(OSError):  # the lines reached the operating system already
+                    self._spill.sync()
+            elif self._pending and self._stalled(now) and now - self._first_pending >= self._spill_after:
                 self._spill_pending()
-                self._spill.sync()
 
     def wait_open(self, timeout: float) -> bool:
         """Wait until the sink is open or a first attempt to open it failed; whether it is open."""
@@ -166,14 +178,14 @@ class Delivery:
         with self._cond:
             if self._thread is None or self._stop:
                 self._start()
-            while not self._opened and self._open_attempts == 0 and (left := deadline - time.monotonic()) > 0:
+            while not self._outage.open_attempts and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
-            return self._opened
+            return self._outage.opened
 
     @property
     def opened(self) -> bool:
         """Whether the sink was opened (for MLflow: the run exists)."""
-        return self._opened
+        return self._outage.opened
 
     @property
     def idle(self) -> bool:
@@ -198,7 +210,10 @@ class Delivery:
     # ---- waiting, bounded -------------------------------------------------------------------------
 
     def drain(self, timeout: float) -> DeliveryReport:
-        """Wait up to ``timeout`` seconds until everything queued or spilled is delivered; never raises."""
+        """Wait up to ``timeout`` seconds until everything queued or spilled is delivered; never raises.
+
+        A backend that was never reached gets one more quick attempt rather than the whole ``timeout``.
+        """
         started = time.monotonic()
         deadline = started + timeout
         with self._cond:
@@ -208,9 +223,12 @@ class Delivery:
             self._waiters += 1
             self._cond.notify_all()
             said = started
+            attempts = self._outage.open_attempts
             try:
                 while (self._has_work() or self._inflight) and (left := deadline - time.monotonic()) > 0:
-                    self._cond.wait(min(left, 1.0))
+                    if self._outage.unreached(attempts):
+                        break  # never reached, and not now either: keep everything on disk without waiting more
+                    self._cond.wait(min(left, 0.25))
                     said = self._say_progress(started, said, timeout)
             finally:
                 self._waiters -= 1
@@ -218,10 +236,8 @@ class Delivery:
             return self._report()
 
     def close(self, timeout: float) -> DeliveryReport:
-        """:meth:`drain`, then keep what is left in the spill file and stop the worker.
-
-        What a sink that cannot spill still has queued is kept, as text, in the file of rejected items.
-        Putting items again later starts a new worker.
+        """:meth:`drain`, then keep what is left (spill file; rejects, as text, for a sink that cannot spill; else
+        counted as lost) and stop the worker and the flushing of this delivery. Putting items again restarts them.
         """
         self.drain(timeout)
         with self._cond:
@@ -235,15 +251,27 @@ class Delivery:
                 # The worker is still inside a network call: keep a copy of its batch (sending it twice is
                 # harmless) and let that worker, now stale, only count what it delivers.
                 if self._spillable:
-                    self._spill.append(self._inflight)
+                    self._pending.extendleft(reversed(self._inflight))
                 else:
-                    self._reject_all(self._inflight, "the backend was still taking it when delivery closed")
+                    self._keeper.reject_all(self._inflight, "the backend was still taking it when delivery closed")
                 self._inflight = []
                 self._generation += 1
-            self._spill_pending()
-            self._spill.close()
+            self._spill_pending(force=True)
+            self._keeper.lose_the_rest(self._pending)
+            with contextlib.suppress(OSError):  # the items are written; a failed fsync is all that is left
+                self._spill.close()
             self._closed = True
-            return self._report()
+            report = self._report()
+        _flushing.unregister(self)
+        return report
+
+    def say_where_kept(self) -> None:
+        """Print on stderr what the spill file keeps and the command that sends it (the process ends now)."""
+        with self._cond:
+            report = self._report()
+        if not report.complete:
+            with contextlib.suppress(OSError, ValueError):  # stderr closed: nothing else to tell
+                print(f"tracklight: {report}", file=sys.stderr, flush=True)
 
     # ---- the worker -------------------------------------------------------------------------------
 
@@ -254,9 +282,22 @@ class Delivery:
             target=self._run, args=(self._generation,), name="tracklight-delivery", daemon=True
         )
         self._thread.start()
+        self._track()
+
+    def _track(self) -> None:
+        """Close at exit if needed; flushed several times a second, at exit and on SIGTERM, until ``close``."""
+        shutdown.track(self)
+        if self._spillable:  # what cannot be spilled has nothing to write at exit or on SIGTERM
+            _flushing.register(self)
 
     def _has_work(self) -> bool:
         return bool(self._pending) or self._spill.pending
+
+    def _stalled(self, now: float) -> bool:
+        """The backend is failing, or the request under way has been stuck for ``STUCK_AFTER`` seconds (a slow
+        backend that keeps taking batches is not stalled: its backlog waits in memory, in order)."""
+        stuck = self._busy_since is not None and now - self._busy_since >= STUCK_AFTER
+        return self._outage.failing or stuck
 
     def _run(self, generation: int) -> None:
         while True:
@@ -272,8 +313,8 @@ class Delivery:
                 if kind == "open":
                     self.sink.open()
                 elif kind == "replay":
-                    start, end = payload
-                    self._sender.replay(start, end, lambda: not self._stop and generation == self._generation)
+                    start, end, epoch = payload
+                    self._sender.replay(start, end, epoch, lambda: not self._stop and generation == self._generation)
                 else:
                     self._sender.deliver(payload)
             except Exception as error:
@@ -287,23 +328,23 @@ class Delivery:
             if self._stop or generation != self._generation:
                 return None
             now = time.monotonic()
-            if not self._has_work() and (self._opened or self._open_attempts):
+            if not self._has_work() and self._outage.open_attempts:
                 # Nothing to send (and the sink was opened, or tried): an idle worker ends after a while and
                 # the next put starts another.
                 if now - idle_since >= 30.0:
                     return None
                 self._cond.wait(30.0)
                 continue
-            if now < self._next_attempt and not self._hurry:
-                self._cond.wait(self._next_attempt - now)
+            if now < self._outage.next_attempt and not self._hurry:
+                self._cond.wait(self._outage.next_attempt - now)
                 continue
-            if not self._opened:
+            if not self._outage.opened:
                 action: tuple[str, Any] = ("open", None)
             elif self._spill.pending:
-                action = ("replay", self._spill.pending_range())
+                action = ("replay", (*self._spill.pending_range(), self._spill.epoch))
             elif (
                 self._hurry
-                or self._failing_since is not None
+                or self._outage.failing
                 or len(self._pending) >= self.sink.max_items
                 or now - self._first_pending >= self._linger
             ):
@@ -316,7 +357,9 @@ class Delivery:
             else:
                 self._cond.wait(self._first_pending + self._linger - now)
                 continue
-            if self._failing_since is not None:
+            if action[0] != "open":
+                self._busy_since = now
+            if self._outage.failing:
                 self._hurry = False  # one quick retry per drain(), then the normal backoff
             return action
 
@@ -324,67 +367,39 @@ class Delivery:
         with self._cond:
             if generation != self._generation:
                 return
+            self._busy_since = None
             if kind == "open":
-                self._opened = True
-                self._open_attempts += 1
-                self._spill.append_target(self.sink.target())
+                with contextlib.suppress(OSError):  # the header in memory has the target; a moved file takes it
+                    self._spill.append_target(self.sink.target())
             elif kind == "send":
                 self._inflight = []
-            if self._failing_since is not None:  # back: the next outage is reported again
-                self._failing_since = None
-                self._failures = 0
-                self._next_attempt = 0.0
-                self._said_down = False
+            self._outage.ended(opening=kind == "open")
             self._cond.notify_all()
 
     def _failed(self, generation: int, kind: str, error: Exception) -> None:
-        message = f"{type(error).__name__}: {error}"
         with self._cond:
             if generation != self._generation:
                 return  # close() kept this worker's batch already
-            now = time.monotonic()
-            self._last_error = message
-            if kind == "open":
-                self._open_attempts += 1
-            elif kind == "send":
+            self._busy_since = None
+            if kind == "send":
                 self._pending.extendleft(reversed(self._inflight))
                 self._weight += _weigh(self._inflight)
                 self._inflight = []
-            if self._failing_since is None:
-                self._failing_since = now
-            self._failures += 1
-            # While someone waits in drain() (finalize), retry often enough to notice the backend return quickly.
-            longest = min(self._backoff_max, 1.0) if self._waiters else self._backoff_max
-            self._next_attempt = now + min(longest, 0.25 * 2**self._failures)
-            if now - self._failing_since >= self._spill_after and self._spillable:
+            first = self._outage.failed(error, waited_for=self._waiters > 0, opening=kind == "open")
+            if time.monotonic() - (self._outage.since or 0.0) >= self._spill_after and self._spillable:
                 self._spill_pending()
-            first = not self._said_down
-            self._said_down = True
+            message = self._outage.message(self.sink.describe(), self._spill.path)
         if first:
-            warnings.warn(
-                f"{self.sink.describe()} is not answering ({message}). Training goes on: logged values are "
-                f"queued, retried in the background and kept in {self._spill.path} while it stays down.",
-                TracklightWarning,
-                stacklevel=2,
-            )
+            warnings.warn(message, TracklightWarning, stacklevel=2)
         with self._cond:  # only now: whoever waits for this attempt also sees its warning
             self._cond.notify_all()
 
     # ---- internals ----------------------------------------------------------------------------------
 
-    def _spill_pending(self) -> None:
-        if self._pending:
-            if self._spillable:
-                self._spill.append(self._pending)
-            else:
-                self._reject_all(self._pending, "not delivered before delivery closed")
-            self._pending.clear()
+    def _spill_pending(self, force: bool = False) -> None:
+        if self._keeper.keep(self._pending, force):
             self._weight = 0
             self._cond.notify_all()
-
-    def _reject_all(self, items: Iterable[Item], reason: str) -> None:
-        for item in items:
-            self._spill.reject(item, reason)
 
     def _say_progress(self, started: float, said: float, timeout: float) -> float:
         """Every ``PROGRESS_AFTER`` seconds of a long wait, say on stderr how much is left; when it last spoke."""
@@ -427,7 +442,9 @@ class Delivery:
             rejected=Counter(self._spill.rejected),
             spill_path=self._spill.path,
             rejected_path=self._spill.rejected_path,
-            last_error=self._last_error if self._spill.kept or queued else None,
+            last_error=self._outage.last_error if self._spill.kept or queued else None,
+            lost=Counter(self._keeper.disk.lost),
+            lost_reason=self._keeper.disk.reason,
         )
 
 

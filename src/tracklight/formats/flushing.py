@@ -41,6 +41,7 @@ _atexit_installed = False
 _sigterm_installed = False
 
 _MAIN_IDENT = threading.main_thread().ident
+_get_ident = threading.get_ident
 #: How many WriterLocks the main thread holds (or waits for); only the main thread changes it.
 _main_depth = 0
 #: A SIGTERM that arrived while the main thread held a WriterLock, handled when it lets go.
@@ -61,33 +62,47 @@ class WriterLock:
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
+    # Written for speed (one Python call per acquire or release; the MLflow logger takes one on every
+    # log_metrics): the main thread's depth is counted inline.
+
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         global _main_depth
-        main = threading.get_ident() == _MAIN_IDENT
-        if main:
-            # Counted before acquiring: a signal that lands while we wait must not flush behind our back.
-            _main_depth += 1
-        acquired = self._lock.acquire(blocking, timeout)
-        if main and not acquired:
-            _leave_main()
-        return acquired
+        if _get_ident() != _MAIN_IDENT:
+            return self._lock.acquire(blocking, timeout)
+        # Counted before acquiring: a signal that lands while we wait must not flush behind our back.
+        _main_depth += 1
+        if self._lock.acquire(blocking, timeout):
+            return True
+        _leave_main()
+        return False
 
-    def release(self) -> None:
+    __enter__ = acquire
+
+    def release(self, *_exc: object) -> None:
+        global _main_depth
         self._lock.release()
-        if threading.get_ident() == _MAIN_IDENT:
-            _leave_main()
+        if _get_ident() == _MAIN_IDENT:
+            _main_depth -= 1
+            if _main_depth == 0 and _deferred_signal is not None:
+                _run_deferred()
 
-    def __enter__(self) -> bool:
-        return self.acquire()
+    __exit__ = release
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def _is_owned(self) -> bool:
+        # What threading.Condition asks before notify(): held (by someone), without acquiring it to find out.
+        return self._lock.locked()
 
 
 def _leave_main() -> None:
-    global _main_depth, _deferred_signal
+    global _main_depth
     _main_depth -= 1
     if _main_depth == 0 and _deferred_signal is not None:
+        _run_deferred()
+
+
+def _run_deferred() -> None:
+    global _deferred_signal
+    if _deferred_signal is not None:
         signum, frame = _deferred_signal
         _deferred_signal = None
         _on_sigterm(signum, frame)
@@ -106,9 +121,14 @@ def register(writer: Flushable, late: bool = False) -> None:
 
 
 def unregister(writer: Flushable) -> None:
+    """Stop flushing ``writer``; the flushing thread ends with the last writer (``register`` starts another)."""
     with _lock:
         _writers.discard(writer)
         _late_writers.discard(writer)
+        thread = _thread if not (_writers or _late_writers) else None
+    if thread is not None and thread is not threading.current_thread():
+        _wake.set()
+        thread.join(timeout=1.0)
 
 
 def flush_all(force: bool = True) -> None:
@@ -118,8 +138,15 @@ def flush_all(force: bool = True) -> None:
 
 
 def _run() -> None:
+    global _thread
     while True:
         _wake.wait(FLUSH_INTERVAL)
+        with _lock:
+            _wake.clear()
+            if not (_writers or _late_writers):  # nothing left to flush: no tracklight thread outlives the last writer
+                if _thread is threading.current_thread():
+                    _thread = None
+                return
         # A flush that fails here is retried on the next tick and reported by the writer's own flush().
         flush_all(force=False)
 
@@ -149,6 +176,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         return
     flush_all()
     if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        # The process ends here, so writers that keep data somewhere else (delivery's spill file) say where.
+        for writer in [*_writers, *_late_writers]:
+            say = getattr(writer, "say_where_kept", None)
+            if say is not None:
+                with contextlib.suppress(Exception):
+                    say()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 

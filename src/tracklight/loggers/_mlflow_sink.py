@@ -1,38 +1,44 @@
 """The MLflow sink of background delivery: creates or resumes the run, sends batches, uploads artifacts.
 
 Runs on the delivery worker thread (and in ``python -m tracklight.delivery replay``), never on the
-training thread. MLflow is imported here, the first time the worker needs it.
+training thread. MLflow is imported here, the first time the worker needs it; requests go through
+``tracklight.loggers._mlflow_backends``.
 
-Over HTTP the MLflow client would retry a refused connection for minutes inside one call; the worker
-retries on its own schedule instead, so HTTP tracking servers are spoken to through MLflow's REST
-helpers with ``max_retries=0``. Every other tracking URI (``sqlite:///``, ``file:``, ``databricks``)
-goes through an ``MlflowClient``.
+A run created here is tagged ``tracklight.local_id`` with the logger's local id (the one in the spill
+file's name). Replaying a spill file whose run was not created yet first looks for a run with that
+tag, so replaying a copy of an already replayed file sends into the same run, where MLflow ignores
+the metric points and parameter values it already has, rather than making a second run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import mimetypes
 import os
 import posixpath
 import re
+import threading
 import time
 import warnings
+from collections.abc import Callable
+from numbers import Real
 from typing import Any
 
 from tracklight._errors import TracklightError, TracklightWarning
 from tracklight.delivery.spill import Item
+from tracklight.loggers._mlflow_backends import LOCAL_ID_TAG, Backend, connect, upload
 
-__all__ = ["MlflowSink", "sink_from_target"]
-
-#: Seconds one HTTP request may take (connecting, and between bytes of the answer).
-REQUEST_TIMEOUT = 15.0
+__all__ = ["InvalidItem", "MlflowSink", "sink_from_target", "terminal_status"]
 
 #: MLflow error codes that mean "these items are wrong" rather than "try again later".
 _PERMANENT_CODES = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST"})
 
 _MLFLOW_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+
+_SAFE_LOCAL_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class InvalidItem(TracklightError):
+    """An item lacks what MLflow needs (a spill file line edited or damaged): it can never be sent."""
 
 
 class MlflowSink:
@@ -47,6 +53,10 @@ class MlflowSink:
         artifact_location: Where a new experiment keeps its artifacts.
         start_time: The new run's start, in milliseconds since the epoch.
         resume: ``run_id`` is a run the user resumes: mark it RUNNING again when it opens.
+        local_id: Tagged on a new run; with ``find_existing``, a run already tagged so is used instead.
+        find_existing: Look for the run of ``local_id`` before creating one (replaying a spill file).
+        before_open: Called with ``tracking_uri`` on the worker before the first attempt to open (the logger
+            makes it MLflow's default there).
     """
 
     factory = "tracklight.loggers._mlflow_sink:sink_from_target"
@@ -67,6 +77,9 @@ class MlflowSink:
         artifact_location: str | None = None,
         start_time: int | None = None,
         resume: bool = False,
+        local_id: str | None = None,
+        find_existing: bool = False,
+        before_open: Callable[[str], None] | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
@@ -75,10 +88,16 @@ class MlflowSink:
         self.tags = dict(tags or {})
         self.artifact_location = artifact_location
         self.start_time = start_time if start_time is not None else int(time.time() * 1000)
+        self.local_id = local_id
         self._resume = resume
+        self._find_existing = find_existing and local_id is not None and _SAFE_LOCAL_ID.fullmatch(local_id)
+        self._before_open = before_open
         self.experiment_id: str | None = None
         self.artifact_uri: str | None = None
-        self._backend: _RestBackend | _ClientBackend | None = None
+        #: Set once the first attempt to open is about to reach the server (MLflow is imported by then), or
+        #: failed before: from then on, waiting for the run is waiting for the server.
+        self.connecting = threading.Event()
+        self._backend: Backend | None = None
         self._params: dict[str, str] = {}
         self._said: set[str] = set()
 
@@ -96,17 +115,19 @@ class MlflowSink:
             "tags": self.tags,
             "artifact_location": self.artifact_location,
             "start_time": self.start_time,
+            "local_id": self.local_id,
         }
 
     def open(self) -> None:
-        backend = self._connect()
+        try:
+            if self._before_open is not None:
+                before, self._before_open = self._before_open, None
+                before(self.tracking_uri)
+            backend = self._connect()
+        finally:
+            self.connecting.set()
         if self.run_id is None:
-            self.tags = _with_context_tags(self.tags)
-            experiment_id = backend.experiment_id(self.experiment_name, self.artifact_location)
-            self.run_id, self.artifact_uri = backend.create_run(
-                experiment_id, self.tags, self.run_name, self.start_time
-            )
-            self.experiment_id = experiment_id
+            self._create_run(backend)
             return
         run = backend.get_run(self.run_id)
         self.experiment_id, self.artifact_uri = run["experiment_id"], run["artifact_uri"]
@@ -116,6 +137,8 @@ class MlflowSink:
             backend.update_run(self.run_id, "RUNNING", None)
 
     def send(self, items: list[Item]) -> None:
+        for item in items:
+            _check(item)
         backend = self._connect()
         assert self.run_id is not None, "open() comes first"
         kind = items[0]["kind"]
@@ -132,19 +155,33 @@ class MlflowSink:
             self._params.update((param["key"], param["value"]) for param in params)
 
     def is_permanent(self, error: BaseException) -> bool:
-        if isinstance(error, (FileNotFoundError, IsADirectoryError)):
-            return True  # an artifact's file is gone: no retry brings it back
+        if isinstance(error, (FileNotFoundError, IsADirectoryError, InvalidItem)):
+            return True  # an artifact's file is gone, or the item lacks a field: no retry helps
         return getattr(error, "error_code", None) in _PERMANENT_CODES
 
     # ---- internals ----------------------------------------------------------------------------------
 
-    def _connect(self) -> _RestBackend | _ClientBackend:
+    def _connect(self) -> Backend:
         if self._backend is None:
-            scheme = self.tracking_uri.partition(":")[0].lower()
-            self._backend = (
-                _RestBackend(self.tracking_uri) if scheme in ("http", "https") else _ClientBackend(self.tracking_uri)
-            )
+            self._backend = connect(self.tracking_uri)
         return self._backend
+
+    def _create_run(self, backend: Backend) -> None:
+        experiment_id = backend.experiment_id(self.experiment_name, self.artifact_location)
+        found = backend.find_run(experiment_id, str(self.local_id)) if self._find_existing else None
+        if found is not None:  # replayed before: the same run, not a second one
+            self.run_id = found
+            run = backend.get_run(found)
+            self.artifact_uri = run["artifact_uri"]
+            self._params.update(run["params"])
+        else:
+            self.tags = _with_context_tags(self.tags)
+            if self.local_id is not None:
+                self.tags.setdefault(LOCAL_ID_TAG, self.local_id)
+            self.run_id, self.artifact_uri = backend.create_run(
+                experiment_id, self.tags, self.run_name, self.start_time
+            )
+        self.experiment_id = experiment_id
 
     def _new_params(self, params: list[Item]) -> list[Item]:
         """Params MLflow does not have yet. MLflow refuses a changed value, so the first one is kept."""
@@ -176,9 +213,14 @@ class MlflowSink:
     def _upload(self, item: Item) -> None:
         assert self.artifact_uri is not None and self.run_id is not None
         path = item["path"]
+        folder = item.get("artifact_path") or None
         if not os.path.isfile(path):
+            # Uploaded (and its copy removed) by an earlier replay of this spill file: nothing left to do.
+            remote = posixpath.join(folder or "", os.path.basename(path))
+            if item.get("remove") and self._connect().has_artifact(self.run_id, remote):
+                return
             raise FileNotFoundError(f"{path} is gone, so it cannot be uploaded to run {self.run_id}")
-        _upload(self.artifact_uri, self.tracking_uri, path, item.get("artifact_path") or None)
+        upload(self.artifact_uri, self.tracking_uri, path, folder)
         if item.get("remove"):  # a copy tracklight made for the upload, in a directory of its own
             os.remove(path)
             with contextlib.suppress(OSError):
@@ -190,16 +232,30 @@ class MlflowSink:
             warnings.warn(message, TracklightWarning, stacklevel=2)
 
 
-def sink_from_target(target: dict[str, Any]) -> MlflowSink:
-    """Rebuild a sink from :meth:`MlflowSink.target` (what a spill file records)."""
+def sink_from_target(
+    target: dict[str, Any], *, tracking_uri: str | None = None, experiment: str | None = None
+) -> MlflowSink:
+    """Rebuild a sink from :meth:`MlflowSink.target` (what a spill file records), for the replay command.
+
+    ``tracking_uri`` and ``experiment`` send to another server or experiment: the run is then created there
+    (or found, when a copy of this file was replayed there before), with the file's run name and tags.
+    """
+    run_id = target.get("run_id")
+    artifact_location = target.get("artifact_location")
+    if tracking_uri is not None and tracking_uri != target["tracking_uri"]:
+        run_id = artifact_location = None  # the run and its artifact location belong to the other server
+    if experiment is not None and experiment != target["experiment_name"]:
+        run_id = None  # a run cannot change experiments: a new one is made in this one
     return MlflowSink(
-        target["tracking_uri"],
-        target["experiment_name"],
-        run_id=target.get("run_id"),
+        tracking_uri or target["tracking_uri"],
+        experiment or target["experiment_name"],
+        run_id=run_id,
         run_name=target.get("run_name"),
         tags=target.get("tags"),
-        artifact_location=target.get("artifact_location"),
+        artifact_location=artifact_location,
         start_time=target.get("start_time"),
+        local_id=target.get("local_id"),
+        find_existing=True,
     )
 
 
@@ -219,219 +275,34 @@ def terminal_status(status: str) -> str:
     return "FAILED"
 
 
-# ---- two ways to talk to MLflow ---------------------------------------------------------------------
-
-
-class _RestBackend:
-    """MLflow's REST API 2.0 over HTTP, one attempt per call (the delivery worker does the retrying)."""
-
-    def __init__(self, uri: str) -> None:
-        from mlflow.utils.credentials import get_default_host_creds
-
-        self.uri = uri
-        self._creds = get_default_host_creds(uri)
-
-    def _call(self, endpoint: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
-        path = f"/api/2.0/mlflow/{endpoint}"
-        payload = {"params": body} if method == "GET" else {"json": body}
-        response = http_request(self._creds, path, method, max_retries=0, timeout=REQUEST_TIMEOUT, **payload)
-        verify_rest_response(response, path)
-        return response.json() if response.text else {}
-
-    def experiment_id(self, name: str, artifact_location: str | None) -> str:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            experiment = self._call("experiments/get-by-name", "GET", {"experiment_name": name})["experiment"]
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-        else:
-            return _active(experiment["experiment_id"], experiment.get("lifecycle_stage"), name)
-        body: dict[str, Any] = {"name": name}
-        if artifact_location:
-            body["artifact_location"] = artifact_location
-        try:
-            return str(self._call("experiments/create", "POST", body)["experiment_id"])
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it just now
-                raise
-            return str(
-                self._call("experiments/get-by-name", "GET", {"experiment_name": name})["experiment"]["experiment_id"]
-            )
-
-    def create_run(
-        self, experiment_id: str, tags: dict[str, str], run_name: str | None, start_time: int
-    ) -> tuple[str, str]:
-        body: dict[str, Any] = {
-            "experiment_id": experiment_id,
-            "start_time": start_time,
-            "tags": [{"key": key, "value": str(value)} for key, value in tags.items()],
-        }
-        if run_name is not None:
-            body["run_name"] = run_name
-        info = self._call("runs/create", "POST", body)["run"]["info"]
-        return info["run_id"], info["artifact_uri"]
-
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        run = self._call("runs/get", "GET", {"run_id": run_id})["run"]
-        params = {param["key"]: param["value"] for param in run.get("data", {}).get("params", [])}
-        info = run["info"]
-        return {
-            "experiment_id": info["experiment_id"],
-            "artifact_uri": info["artifact_uri"],
-            "status": info.get("status"),
-            "params": params,
-        }
-
-    def log_batch(self, run_id: str, metrics: list[Item], params: list[Item], tags: list[Item]) -> None:
-        self._call(
-            "runs/log-batch",
-            "POST",
-            {
-                "run_id": run_id,
-                "metrics": [
-                    {"key": m["key"], "value": _json_number(m["value"]), "timestamp": m["timestamp"], "step": m["step"]}
-                    for m in metrics
-                ],
-                "params": [{"key": p["key"], "value": p["value"]} for p in params],
-                "tags": [{"key": t["key"], "value": str(t["value"])} for t in tags],
-            },
-        )
-
-    def update_run(self, run_id: str, status: str, end_time: int | None) -> None:
-        body: dict[str, Any] = {"run_id": run_id, "status": status}
-        if end_time is not None:
-            body["end_time"] = end_time
-        self._call("runs/update", "POST", body)
-
-
-class _ClientBackend:
-    """An ``MlflowClient`` for every non-HTTP tracking URI (an ``sqlite:///`` file opened in this process)."""
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from mlflow.tracking import MlflowClient
-
-            self._client = MlflowClient(self.uri)  # opens (and migrates) the store: may fail, then is retried
-        return self._client
-
-    def experiment_id(self, name: str, artifact_location: str | None) -> str:
-        from mlflow.exceptions import MlflowException
-
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return _active(experiment.experiment_id, experiment.lifecycle_stage, name)
-        try:
-            return str(self.client.create_experiment(name, artifact_location=artifact_location))
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            return str(self.client.get_experiment_by_name(name).experiment_id)
-
-    def create_run(
-        self, experiment_id: str, tags: dict[str, str], run_name: str | None, start_time: int
-    ) -> tuple[str, str]:
-        if run_name is None and "mlflow.runName" not in tags:
-            run_name = _run_name()
-        run = self.client.create_run(experiment_id, start_time=start_time, tags=tags, run_name=run_name)
-        return run.info.run_id, run.info.artifact_uri
-
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        run = self.client.get_run(run_id)
-        return {
-            "experiment_id": run.info.experiment_id,
-            "artifact_uri": run.info.artifact_uri,
-            "status": run.info.status,
-            "params": dict(run.data.params),
-        }
-
-    def log_batch(self, run_id: str, metrics: list[Item], params: list[Item], tags: list[Item]) -> None:
-        from mlflow.entities import Metric, Param, RunTag
-
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(m["key"], float(m["value"]), int(m["timestamp"]), int(m["step"])) for m in metrics],
-            params=[Param(p["key"], p["value"]) for p in params],
-            tags=[RunTag(t["key"], str(t["value"])) for t in tags],
-            synchronous=True,
-        )
-
-    def update_run(self, run_id: str, status: str, end_time: int | None) -> None:
-        if status == "RUNNING":
-            self.client.update_run(run_id, status=status)
-        else:
-            self.client.set_terminated(run_id, status, end_time)
-
-
 # ---- helpers ------------------------------------------------------------------------------------------
 
-
-def _upload(artifact_uri: str, tracking_uri: str, local_path: str, artifact_path: str | None) -> None:
-    """Upload one file; HTTP artifact stores get one attempt, like every other request of the worker."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
-
-    try:
-        repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
-    except TypeError:  # older MLflow: no tracking_uri, so resolve the server's mlflow-artifacts: URIs here
-        if artifact_uri.startswith("mlflow-artifacts:"):
-            from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
-
-            artifact_uri = MlflowArtifactsRepository.resolve_uri(artifact_uri, tracking_uri)
-        repository = get_artifact_repository(artifact_uri)
-    if not isinstance(repository, HttpArtifactRepository):
-        repository.log_artifact(local_path, artifact_path)
-        return
-    from mlflow.utils.credentials import get_default_host_creds
-    from mlflow.utils.rest_utils import augmented_raise_for_status, http_request
-
-    name = os.path.basename(local_path)
-    endpoint = posixpath.join("/", *([artifact_path] if artifact_path else []), name)
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    with open(local_path, "rb") as handle:
-        response = http_request(
-            get_default_host_creds(repository.artifact_uri),
-            endpoint,
-            "PUT",
-            data=handle,
-            extra_headers={"Content-Type": content_type},
-            max_retries=0,
-            timeout=REQUEST_TIMEOUT,
-        )
-    augmented_raise_for_status(response)
+#: What each kind of item needs, and of which type, for MLflow to take it.
+_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    "metric": (("key", str), ("value", Real), ("step", int), ("timestamp", int)),
+    "param": (("key", str), ("value", str)),
+    "tag": (("key", str),),
+    "artifact": (("path", str),),
+    "status": (("status", str),),
+}
 
 
-def _active(experiment_id: Any, lifecycle_stage: str | None, name: str) -> str:
-    if lifecycle_stage == "deleted":
-        raise TracklightError(
-            f"The MLflow experiment {name!r} (id {experiment_id}) is deleted. Restore it "
-            f"(mlflow experiments restore --experiment-id {experiment_id}) or pass another experiment_name; "
-            "what was logged is kept until then."
-        )
-    return str(experiment_id)
+def _check(item: Item) -> None:
+    """Raise :class:`InvalidItem` naming what is missing when ``item`` cannot be sent to MLflow."""
+    fields = _FIELDS.get(item["kind"])
+    if fields is None:
+        raise InvalidItem(f"MLflow takes no item of kind {item['kind']!r}")
+    for name, types in fields:
+        value = item.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise InvalidItem(f"a {item['kind']} needs {name!r} ({_type_names(types)}); this one has {value!r}")
 
 
-def _run_name() -> str | None:
-    """A run name in MLflow's style (``bright-fox-123``), drawn from a generator of its own. MLflow's store would
-    draw it from the global ``random`` module, on this worker thread: that moves a seeded script's random
-    sequence at an unpredictable moment. ``None`` (MLflow names the run) if MLflow's word lists are not there."""
-    import random
+def _type_names(types: type | tuple[type, ...]) -> str:
+    names = {"str": "text", "int": "an integer", "Real": "a number"}
+    kinds = types if isinstance(types, tuple) else (types,)
+    return " or ".join(names.get(kind.__name__, kind.__name__) for kind in kinds)
 
-    from mlflow.utils import name_utils
-
-    predicates, nouns = (getattr(name_utils, name, None) for name in ("_GENERATOR_PREDICATES", "_GENERATOR_NOUNS"))
-    if not predicates or not nouns:
-        return None
-    generator = random.Random()
-    return f"{generator.choice(predicates)}-{generator.choice(nouns)}-{generator.randint(0, 999)}".lower()[:20]
 
 
 def _with_context_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -442,16 +313,6 @@ def _with_context_tags(tags: dict[str, str]) -> dict[str, str]:
         return {key: str(value) for key, value in resolve_tags(tags).items()}
     except Exception:  # context tags are a courtesy: a broken git or provider must not stop the run
         return dict(tags)
-
-
-def _json_number(value: float) -> float | str:
-    """Numbers as MLflow's JSON API takes them: NaN and infinities spelled the protobuf way."""
-    value = float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
 
 
 def _without_credentials(uri: str) -> str:

@@ -8,26 +8,22 @@ takes, how long a value may be, how a run ends) live here and in ``tracklight.lo
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import shutil
 import time
 import uuid
 import warnings
 from argparse import Namespace
-from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-
 from tracklight import media
-from tracklight._errors import MissingDependencyError, TracklightError, TracklightWarning
+from tracklight._errors import MissingDependencyError, TracklightWarning
 from tracklight._imports import is_available
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
+from tracklight.loggers._checkpoints import check_log_model, logs_every_save
+from tracklight.loggers._mlflow_keys import KeyMap, mlflow_key
+from tracklight.loggers._mlflow_store import resolve, use_as_default
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, sanitize, warn_conversions
 
@@ -36,78 +32,16 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from tracklight.delivery import Delivery, DeliveryReport
+    from tracklight.loggers._mlflow_artifacts import ArtifactStager
     from tracklight.loggers._mlflow_sink import MlflowSink
 
 __all__ = ["MLFlowLogger", "mlflow_key"]
 
 LOCAL_FILE_URI_PREFIX = "file:"
 
-#: The longest metric or param key MLflow takes (``mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH``).
-MAX_KEY_LENGTH = 250
-
-# MLflow takes keys made of letters, digits and ``_ - . / :`` and spaces (``\w`` is Unicode-aware, as MLflow's is).
-_REFUSED_CHARACTERS = re.compile(r"[^\w\-./ :]")
-_UNSAFE_PATH = re.compile(r"[^A-Za-z0-9_\-. ]+")
-
-
-def mlflow_key(key: str) -> str:
-    """The key MLflow stores for ``key``: the one rule every metric and hyperparameter key goes through.
-
-    1. Each character MLflow refuses (anything but letters, digits, ``_``, ``-``, ``.``, ``/``, ``:`` and
-       space) becomes ``_``.
-    2. A key longer than 250 characters keeps its first 241 and ends in ``_`` plus 8 hex digits of a hash
-       of the whole key, so long keys that share a beginning stay apart.
-    3. Each ``/``-separated part that is empty, ``.`` or ``..`` becomes ``_`` (MLflow refuses keys that a
-       file path would read differently: ``a//b``, ``/a``, ``a/``, ``a/./b``).
-
-    Example:
-        >>> mlflow_key("val/acc@top1")
-        'val/acc_top1'
-        >>> mlflow_key("/loss//")
-        '_/loss/_/_'
-    """
-    mapped = _REFUSED_CHARACTERS.sub("_", key)
-    if len(mapped) > MAX_KEY_LENGTH:
-        mapped = mapped[: MAX_KEY_LENGTH - 9] + "_" + hashlib.sha1(key.encode()).hexdigest()[:8]
-    return "/".join("_" if part in ("", ".", "..") else part for part in mapped.split("/"))
-
-
-class _KeyMap:
-    """Original key -> MLflow key, remembering which original took each MLflow key to catch collisions."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._mapped: dict[str, str] = {}
-        self._owner: dict[str, str] = {}
-
-    def __call__(self, key: str) -> str:
-        mapped = self._mapped.get(key)
-        return mapped if mapped is not None else self._add(key)
-
-    def _add(self, key: str) -> str:
-        mapped = wanted = mlflow_key(key)
-        number = 1
-        while mapped in self._owner:
-            number += 1
-            mapped = f"{wanted}_{number}"
-        self._mapped[key] = mapped
-        self._owner[mapped] = key
-        if mapped != wanted:
-            warnings.warn(
-                f"MLFlowLogger: the {self._what} keys {self._owner[wanted]!r} and {key!r} both become {wanted!r} "
-                f"in MLflow, so {key!r} is logged as {mapped!r}. Rename one of them to choose the names.",
-                TracklightWarning,
-                stacklevel=5,
-            )
-        elif mapped != key:
-            warnings.warn(
-                f"MLFlowLogger: MLflow refuses the {self._what} key {key!r}; it is logged as {mapped!r}. "
-                "MLflow keys may hold letters, digits, '_', '-', '.', '/', ':' and spaces, without empty, "
-                "'.' or '..' parts between slashes, and at most 250 characters.",
-                TracklightWarning,
-                stacklevel=5,
-            )
-        return mapped
+#: Seconds the first look at ``run_id``/``version`` (Lightning reads them at setup) waits for a tracking *server*
+#: to create the run, once MLflow is imported; after that the run is created in the background.
+RUN_WAIT = 2.0
 
 
 class MLFlowLogger(Logger):
@@ -173,20 +107,10 @@ class MLFlowLogger(Logger):
             raise MissingDependencyError(
                 "MLFlowLogger needs the 'mlflow' package. Install it with: pip install 'tracklight[mlflow]'"
             )
-        # MLflow 3 reports usage to its vendor's servers from any client, even one on a local sqlite file. A
-        # logger that works offline must not phone home unasked: MLFLOW_DISABLE_TELEMETRY=false turns it back on.
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        if log_model not in (True, False, "all"):
-            raise TracklightError(f"MLFlowLogger(log_model={log_model!r}) is not valid: use True, False or 'all'.")
-        tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+        check_log_model(log_model)
         self._save_dir = save_dir
         self._local_dir = os.path.abspath(os.path.expanduser(save_dir or "./mlruns"))
-        self._embedded = tracking_uri is None
-        if tracking_uri is None:
-            tracking_uri = "sqlite:///" + os.path.join(self._local_dir, "mlflow.db")
-        database = _sqlite_file(tracking_uri)
-        if artifact_location is None and database is not None:
-            artifact_location = Path(os.path.dirname(database), "artifacts").as_uri()
+        tracking_uri, self._embedded, artifact_location = resolve(tracking_uri, self._local_dir, artifact_location)
         self._experiment_name = experiment_name
         self._tracking_uri = tracking_uri
         self._run_name = run_name
@@ -198,15 +122,14 @@ class MLFlowLogger(Logger):
         self._synchronous = bool(synchronous)
         self._delivery_timeout = float(delivery_timeout)
         self._local_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._metric_keys = _KeyMap("metric")
-        self._param_keys = _KeyMap("hyperparameter")
+        self._metric_keys = KeyMap("metric")
+        self._param_keys = KeyMap("hyperparameter")
         self._delivery: Delivery | None = None
         self._sink: MlflowSink | None = None
         self._client: MlflowClient | None = None
+        self._artifacts: ArtifactStager | None = None
         self._waited_for_run = False
         self._checkpoint_callback: Any = None
-        self._logged_checkpoints: dict[str, int] = {}
-        self._media_names: Counter[str] = Counter()
         self._said: set[str] = set()
         self._report: DeliveryReport | None = None
 
@@ -222,6 +145,7 @@ class MLFlowLogger(Logger):
             self.logger.experiment.log_dict(self.logger.run_id, {"a": 1}, "config.json")
         """
         self._started()
+        use_as_default(self._tracking_uri)  # as Lightning does here: the user's mlflow.* calls reach this store
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
@@ -324,8 +248,11 @@ class MLFlowLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
-        """Upload the last checkpoints, end the run (``success`` -> FINISHED, ``failed`` -> FAILED, ``aborted`` ->
-        KILLED) and wait up to ``delivery_timeout`` for delivery; what is left is kept and reported."""
+        """Upload the checkpoints ``log_model=True`` waits for, end the run (``success`` -> FINISHED, ``failed`` ->
+        FAILED, ``aborted`` -> KILLED) and wait up to ``delivery_timeout`` for delivery (a few seconds when the
+        tracking server was never reached); what is left is kept on disk and reported with the command that
+        sends it. The worker thread stops; logging again (``trainer.test`` after ``fit``) starts it again, on the
+        same run."""
         from tracklight.loggers._mlflow_sink import terminal_status
 
         if self._delivery is None:
@@ -342,12 +269,13 @@ class MLFlowLogger(Logger):
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
-        """Upload the checkpoints ``log_model`` asks for now, during training (they are copied aside first, so
-        ``ModelCheckpoint`` may delete or overwrite them meanwhile)."""
-        if not self._log_model:
-            return
-        self._checkpoint_callback = checkpoint_callback
-        self._log_checkpoints(checkpoint_callback)
+        """As Lightning's logger: ``log_model="all"`` (or ``True`` with ``save_top_k=-1``) uploads the new
+        checkpoints now, during training; ``True`` uploads the last, best and top-k ones once, at ``finalize``.
+        Checkpoints are linked or copied aside first, so ``ModelCheckpoint`` may delete or replace them."""
+        if logs_every_save(self._log_model, checkpoint_callback):
+            self._log_checkpoints(checkpoint_callback)
+        elif self._log_model is True:
+            self._checkpoint_callback = checkpoint_callback
 
     # ---- media: every kind becomes a run artifact -------------------------------------------------------
 
@@ -364,13 +292,17 @@ class MLFlowLogger(Logger):
         self._stage("text", key, step, "txt", text.encode("utf-8"))
 
     def _write_table(self, key: str, table: media.Table, step: int | None) -> None:
-        self._stage("tables", key, step, "json", _table_json(table.columns, table.rows))
+        from tracklight.loggers._mlflow_artifacts import table_json
+
+        self._stage("tables", key, step, "json", table_json(table.columns, table.rows))
 
     def _write_histogram(self, key: str, values: np.ndarray, step: int | None, bins: Any) -> None:
+        from tracklight.loggers._mlflow_artifacts import table_json
+
         counts, edges = media.histogram_counts(values, bins)
         rows = [[float(a), float(b), int(c)] for a, b, c in zip(edges[:-1], edges[1:], counts, strict=False)]
         extra = {"min": float(values.min()), "max": float(values.max()), "num": int(values.size)}
-        self._stage("histograms", key, step, "json", _table_json(["left", "right", "count"], rows, extra))
+        self._stage("histograms", key, step, "json", table_json(["left", "right", "count"], rows, extra))
 
     def _write_audio(self, key: str, audio: media.Audio, step: int | None) -> None:
         self._stage("audio", key, step, "wav", audio.wav())
@@ -397,6 +329,8 @@ class MLFlowLogger(Logger):
                 tags=tags,
                 artifact_location=self._artifact_location,
                 resume=self._run_id is not None,
+                local_id=self._local_id,
+                before_open=use_as_default,
             )
             spill = os.path.join(self._local_dir, "tracklight-spill", f"mlflow-{self._local_id}.jsonl")
             self._sink = sink
@@ -405,11 +339,16 @@ class MLFlowLogger(Logger):
 
     def _wait_for_run(self) -> MlflowSink:
         delivery = self._started()
-        if not self._waited_for_run:
-            self._waited_for_run = True
-            delivery.wait_open(self._delivery_timeout)
         sink = self._sink
         assert sink is not None
+        if not self._waited_for_run:
+            self._waited_for_run = True
+            delivery.wait_open(0)  # starts the worker, which imports MLflow and opens the sink
+            # MLflow is imported first (seconds, once); then a tracking server gets RUN_WAIT seconds to create the
+            # run, so one that accepts connections and never answers holds nobody. A local store gets its time.
+            sink.connecting.wait(self._delivery_timeout)
+            remote = self._tracking_uri.partition(":")[0].lower() in ("http", "https")
+            delivery.wait_open(min(RUN_WAIT, self._delivery_timeout) if remote else self._delivery_timeout)
         if sink.run_id is not None:
             self._run_id = sink.run_id
         return sink
@@ -422,98 +361,47 @@ class MLFlowLogger(Logger):
         if self._synchronous:
             self._report = delivery.drain(self._delivery_timeout)
 
-    def _staging_dir(self) -> str:
-        """A new directory for files waiting to be uploaded (each upload keeps its own file name)."""
-        path = os.path.join(self._local_dir, "tracklight-staging", self._local_id, uuid.uuid4().hex[:12])
-        os.makedirs(path)
-        return path
+    def _stager(self) -> ArtifactStager:
+        if self._artifacts is None:
+            from tracklight.loggers._mlflow_artifacts import ArtifactStager
+
+            self._artifacts = ArtifactStager(os.path.join(self._local_dir, "tracklight-staging", self._local_id))
+        return self._artifacts
 
     def _stage(self, kind: str, key: str, step: int | None, extension: str, content: bytes) -> None:
-        """Write ``content`` aside and queue its upload to ``<kind>/<key>/step_<step>.<extension>``."""
-        folder = f"{kind}/{_safe_path(key)}"
-        stem = f"step_{0 if step is None else int(step)}"
-        self._media_names[f"{folder}/{stem}"] += 1
-        count = self._media_names[f"{folder}/{stem}"]
-        name = f"{stem}.{extension}" if count == 1 else f"{stem}_{count - 1}.{extension}"
-        self._upload_bytes(folder, name, content)
+        try:
+            items = self._stager().media(kind, key, step, extension, content)
+        except OSError as error:
+            self._not_staged(f"the {kind} {key!r}", error)
+            return
+        self._put(items)
 
     def _log_image_file(self, key: str, png: bytes, step: int | None) -> None:
-        """Store an image the way ``MlflowClient.log_image(key=, step=)`` does, so MLflow's UI shows it by step."""
-        safe_key = re.sub(r"[^A-Za-z0-9_\-./ ]", "_", key).replace("/", "~")
-        stem = f"{safe_key}+step+{0 if step is None else int(step)}+timestamp+{int(time.time() * 1000)}+{uuid.uuid4()}"
-        self._upload_bytes("images", f"{stem}.png", png)
-        thumbnail = _thumbnail_webp(png)
-        if thumbnail is not None:
-            self._upload_bytes("images", f"{stem}+compressed.webp", thumbnail)
+        try:
+            items = self._stager().image(key, png, step)
+        except OSError as error:
+            self._not_staged(f"the image {key!r}", error)
+            return
         if "images-tag" not in self._said:
             self._said.add("images-tag")
-            self._put([{"kind": "tag", "key": "mlflow.loggedImages", "value": "True"}])
-
-    def _upload_bytes(self, artifact_dir: str, name: str, content: bytes) -> None:
-        path = os.path.join(self._staging_dir(), name)
-        with open(path, "wb") as handle:
-            handle.write(content)
-        self._put([{"kind": "artifact", "path": path, "artifact_path": artifact_dir, "remove": True}])
+            items.append({"kind": "tag", "key": "mlflow.loggedImages", "value": "True"})
+        self._put(items)
 
     def _log_checkpoints(self, callback: Any) -> None:
-        for path, score, aliases in self._new_checkpoints(callback):
-            stem = Path(path).stem
-            folder = self._staging_dir()
-            staged = os.path.join(folder, os.path.basename(path))
-            try:
-                os.link(path, staged)  # a hard link survives ModelCheckpoint deleting or replacing the file
-            except OSError:
-                shutil.copy2(path, staged)
-            metadata = {
-                "score": _plain_number(score),
-                "original_filename": os.path.basename(path),
-                "Checkpoint": {
-                    name: _plain_value(getattr(callback, name))
-                    for name in (
-                        "monitor",
-                        "mode",
-                        "save_last",
-                        "save_top_k",
-                        "save_weights_only",
-                        "_every_n_train_steps",
-                        "_every_n_val_epochs",
-                    )
-                    if hasattr(callback, name)
-                },
-            }
-            with open(os.path.join(folder, "metadata.yaml"), "w", encoding="utf-8") as handle:
-                yaml.safe_dump(metadata, handle, default_flow_style=False)
-            with open(os.path.join(folder, "aliases.txt"), "w", encoding="utf-8") as handle:
-                handle.write(str(aliases))
-            self._put(
-                [
-                    {"kind": "artifact", "path": os.path.join(folder, name), "artifact_path": stem, "remove": True}
-                    for name in (os.path.basename(path), "metadata.yaml", "aliases.txt")
-                ]
-            )
+        try:
+            items = self._stager().checkpoints(callback)
+        except OSError as error:
+            self._not_staged("checkpoints", error)
+            return
+        self._put(items)
 
-    def _new_checkpoints(self, callback: Any) -> list[tuple[str, Any, list[str]]]:
-        """Checkpoints to upload now: best and last (``log_model=True``) or all kept ones (``"all"``) that are new
-        or changed since they were last uploaded, oldest first."""
-        candidates: dict[str, Any] = {}
-        if getattr(callback, "last_model_path", ""):
-            candidates[callback.last_model_path] = getattr(callback, "current_score", None)
-        if getattr(callback, "best_model_path", ""):
-            candidates[callback.best_model_path] = getattr(callback, "best_model_score", None)
-        if self._log_model == "all":
-            for path, score in getattr(callback, "best_k_models", {}).items():
-                candidates.setdefault(path, score)
-        found = []
-        for path, score in candidates.items():
-            try:
-                stamp = os.stat(path).st_mtime_ns
-            except OSError:
-                continue
-            if self._logged_checkpoints.get(path) != stamp:
-                self._logged_checkpoints[path] = stamp
-                aliases = ["latest", "best"] if path == getattr(callback, "best_model_path", None) else ["latest"]
-                found.append((stamp, path, score, aliases))
-        return [(path, score, aliases) for _, path, score, aliases in sorted(found)]
+    def _not_staged(self, what: str, error: OSError) -> None:
+        """No disk takes a file waiting for upload: training goes on without it, and says so once."""
+        self._say_once(
+            "not-staged",
+            f"MLFlowLogger: {what} could not be written aside for upload, in {self._local_dir} nor in the temporary "
+            f"directory ({error}), so it is not uploaded (nor are later files while no disk takes them).",
+        )
 
     def _say_once(self, topic: str, message: str) -> None:
         if topic not in self._said:
@@ -528,51 +416,3 @@ class MLFlowLogger(Logger):
         state = dict(self.__dict__)
         state.update(_delivery=None, _sink=None, _client=None, _waited_for_run=False, _checkpoint_callback=None)
         return state
-
-
-def _sqlite_file(uri: str) -> str | None:
-    """The database path of a local ``sqlite:///`` URI, else ``None``."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///") :].split("?", 1)[0]
-    return None if path in ("", ":memory:") else os.path.abspath(path)
-
-
-def _safe_path(key: str) -> str:
-    parts = [_UNSAFE_PATH.sub("_", part).strip() or "_" for part in key.split("/")]
-    return "/".join("_" if part in (".", "..") else part for part in parts)
-
-
-def _table_json(columns: list[str], rows: list[list[Any]], extra: dict[str, Any] | None = None) -> bytes:
-    """A table as MLflow's ``log_table`` writes it: pandas' ``split`` layout."""
-    import json
-
-    return json.dumps({"columns": list(columns), "data": rows, **(extra or {})}, default=str).encode("utf-8")
-
-
-def _thumbnail_webp(png: bytes) -> bytes | None:
-    """The small copy MLflow's UI loads in its image grid (longest side 256 px), or ``None`` without Pillow."""
-    try:
-        import io
-
-        from PIL import Image as PILImage
-    except ImportError:
-        return None
-    with PILImage.open(io.BytesIO(png)) as image:
-        image.thumbnail((256, 256))
-        buffer = io.BytesIO()
-        image.save(buffer, format="WEBP")
-    return buffer.getvalue()
-
-
-def _plain_number(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value.item() if hasattr(value, "item") else value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _plain_value(value: Any) -> Any:
-    return value if isinstance(value, (bool, int, float, str, type(None))) else str(value)

@@ -1,0 +1,278 @@
+"""Two ways the MLflow sink talks to MLflow: its REST API over HTTP, or an ``MlflowClient`` for other stores.
+
+Over HTTP the MLflow client would retry a refused connection for minutes inside one call; the delivery
+worker retries on its own schedule instead, so HTTP tracking servers are spoken to through MLflow's
+REST helpers with ``max_retries=0`` and a timeout. Every other tracking URI (``sqlite:///``, ``file:``,
+``databricks``) goes through an ``MlflowClient``. Both offer the same methods; MLflow is imported
+inside them, on the worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+import mimetypes
+import os
+import posixpath
+from typing import Any
+
+from tracklight._errors import TracklightError
+from tracklight.delivery.spill import Item
+
+__all__ = ["REQUEST_TIMEOUT", "Backend", "connect", "upload"]
+
+#: Seconds one HTTP request may take (connecting, and between bytes of the answer).
+REQUEST_TIMEOUT = 15.0
+
+#: The run tag that names the local id of the logger (or spill file) a run was created for.
+LOCAL_ID_TAG = "tracklight.local_id"
+
+
+def connect(uri: str) -> Backend:
+    """The backend for a tracking URI."""
+    scheme = uri.partition(":")[0].lower()
+    return _RestBackend(uri) if scheme in ("http", "https") else _ClientBackend(uri)
+
+
+class _RestBackend:
+    """MLflow's REST API 2.0 over HTTP, one attempt per call (the delivery worker does the retrying)."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow.utils.credentials import get_default_host_creds
+
+        self.uri = uri
+        self._creds = get_default_host_creds(uri)
+
+    def _call(self, endpoint: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+        path = f"/api/2.0/mlflow/{endpoint}"
+        payload = {"params": body} if method == "GET" else {"json": body}
+        response = http_request(self._creds, path, method, max_retries=0, timeout=REQUEST_TIMEOUT, **payload)
+        verify_rest_response(response, path)
+        return response.json() if response.text else {}
+
+    def experiment_id(self, name: str, artifact_location: str | None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            experiment = self._call("experiments/get-by-name", "GET", {"experiment_name": name})["experiment"]
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+        else:
+            return _active(experiment["experiment_id"], experiment.get("lifecycle_stage"), name)
+        body: dict[str, Any] = {"name": name}
+        if artifact_location:
+            body["artifact_location"] = artifact_location
+        try:
+            return str(self._call("experiments/create", "POST", body)["experiment_id"])
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it just now
+                raise
+            return str(
+                self._call("experiments/get-by-name", "GET", {"experiment_name": name})["experiment"]["experiment_id"]
+            )
+
+    def create_run(
+        self, experiment_id: str, tags: dict[str, str], run_name: str | None, start_time: int
+    ) -> tuple[str, str]:
+        body: dict[str, Any] = {
+            "experiment_id": experiment_id,
+            "start_time": start_time,
+            "tags": [{"key": key, "value": str(value)} for key, value in tags.items()],
+        }
+        if run_name is not None:
+            body["run_name"] = run_name
+        info = self._call("runs/create", "POST", body)["run"]["info"]
+        return info["run_id"], info["artifact_uri"]
+
+    def find_run(self, experiment_id: str, local_id: str) -> str | None:
+        body = {"experiment_ids": [experiment_id], "filter": _local_id_filter(local_id), "max_results": 1}
+        runs = self._call("runs/search", "POST", body).get("runs", [])
+        return str(runs[0]["info"]["run_id"]) if runs else None
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        run = self._call("runs/get", "GET", {"run_id": run_id})["run"]
+        params = {param["key"]: param["value"] for param in run.get("data", {}).get("params", [])}
+        info = run["info"]
+        return {
+            "experiment_id": info["experiment_id"],
+            "artifact_uri": info["artifact_uri"],
+            "status": info.get("status"),
+            "params": params,
+        }
+
+    def log_batch(self, run_id: str, metrics: list[Item], params: list[Item], tags: list[Item]) -> None:
+        self._call(
+            "runs/log-batch",
+            "POST",
+            {
+                "run_id": run_id,
+                "metrics": [
+                    {"key": m["key"], "value": _json_number(m["value"]), "timestamp": m["timestamp"], "step": m["step"]}
+                    for m in metrics
+                ],
+                "params": [{"key": p["key"], "value": p["value"]} for p in params],
+                "tags": [{"key": t["key"], "value": str(t["value"])} for t in tags],
+            },
+        )
+
+    def update_run(self, run_id: str, status: str, end_time: int | None) -> None:
+        body: dict[str, Any] = {"run_id": run_id, "status": status}
+        if end_time is not None:
+            body["end_time"] = end_time
+        self._call("runs/update", "POST", body)
+
+    def has_artifact(self, run_id: str, path: str) -> bool:
+        folder = posixpath.dirname(path)
+        body = {"run_id": run_id, **({"path": folder} if folder else {})}
+        files = self._call("artifacts/list", "GET", body).get("files", [])
+        return any(entry.get("path") == path and not entry.get("is_dir") for entry in files)
+
+
+class _ClientBackend:
+    """An ``MlflowClient`` for every non-HTTP tracking URI (an ``sqlite:///`` file opened in this process)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.uri)  # opens (and migrates) the store: may fail, then is retried
+        return self._client
+
+    def experiment_id(self, name: str, artifact_location: str | None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return _active(experiment.experiment_id, experiment.lifecycle_stage, name)
+        try:
+            return str(self.client.create_experiment(name, artifact_location=artifact_location))
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return str(self.client.get_experiment_by_name(name).experiment_id)
+
+    def create_run(
+        self, experiment_id: str, tags: dict[str, str], run_name: str | None, start_time: int
+    ) -> tuple[str, str]:
+        if run_name is None and "mlflow.runName" not in tags:
+            run_name = _run_name()
+        run = self.client.create_run(experiment_id, start_time=start_time, tags=tags, run_name=run_name)
+        return run.info.run_id, run.info.artifact_uri
+
+    def find_run(self, experiment_id: str, local_id: str) -> str | None:
+        runs = self.client.search_runs([experiment_id], filter_string=_local_id_filter(local_id), max_results=1)
+        return str(runs[0].info.run_id) if runs else None
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        run = self.client.get_run(run_id)
+        return {
+            "experiment_id": run.info.experiment_id,
+            "artifact_uri": run.info.artifact_uri,
+            "status": run.info.status,
+            "params": dict(run.data.params),
+        }
+
+    def log_batch(self, run_id: str, metrics: list[Item], params: list[Item], tags: list[Item]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(m["key"], float(m["value"]), int(m["timestamp"]), int(m["step"])) for m in metrics],
+            params=[Param(p["key"], p["value"]) for p in params],
+            tags=[RunTag(t["key"], str(t["value"])) for t in tags],
+            synchronous=True,
+        )
+
+    def update_run(self, run_id: str, status: str, end_time: int | None) -> None:
+        if status == "RUNNING":
+            self.client.update_run(run_id, status=status)
+        else:
+            self.client.set_terminated(run_id, status, end_time)
+
+    def has_artifact(self, run_id: str, path: str) -> bool:
+        folder = posixpath.dirname(path) or None
+        return any(info.path == path and not info.is_dir for info in self.client.list_artifacts(run_id, folder))
+
+
+Backend = _RestBackend | _ClientBackend
+
+
+def upload(artifact_uri: str, tracking_uri: str, local_path: str, artifact_path: str | None) -> None:
+    """Upload one file; HTTP artifact stores get one attempt, like every other request of the worker."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+
+    try:
+        repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+    except TypeError:  # older MLflow: no tracking_uri, so resolve the server's mlflow-artifacts: URIs here
+        if artifact_uri.startswith("mlflow-artifacts:"):
+            from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+
+            artifact_uri = MlflowArtifactsRepository.resolve_uri(artifact_uri, tracking_uri)
+        repository = get_artifact_repository(artifact_uri)
+    if not isinstance(repository, HttpArtifactRepository):
+        repository.log_artifact(local_path, artifact_path)
+        return
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import augmented_raise_for_status, http_request
+
+    name = os.path.basename(local_path)
+    endpoint = posixpath.join("/", *([artifact_path] if artifact_path else []), name)
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    with open(local_path, "rb") as handle:
+        response = http_request(
+            get_default_host_creds(repository.artifact_uri),
+            endpoint,
+            "PUT",
+            data=handle,
+            extra_headers={"Content-Type": content_type},
+            max_retries=0,
+            timeout=REQUEST_TIMEOUT,
+        )
+    augmented_raise_for_status(response)
+
+
+def _active(experiment_id: Any, lifecycle_stage: str | None, name: str) -> str:
+    if lifecycle_stage == "deleted":
+        raise TracklightError(
+            f"The MLflow experiment {name!r} (id {experiment_id}) is deleted. Restore it "
+            f"(mlflow experiments restore --experiment-id {experiment_id}) or pass another experiment_name; "
+            "what was logged is kept until then."
+        )
+    return str(experiment_id)
+
+
+def _local_id_filter(local_id: str) -> str:
+    return f"tags.`{LOCAL_ID_TAG}` = '{local_id}'"
+
+
+def _json_number(value: float) -> float | str:
+    """Numbers as MLflow's JSON API takes them: NaN and infinities spelled the protobuf way."""
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _run_name() -> str | None:
+    """A run name in MLflow's style (``bright-fox-123``), drawn from a generator of its own. MLflow's store would
+    draw it from the global ``random`` module, on this worker thread: that moves a seeded script's random
+    sequence at an unpredictable moment. ``None`` (MLflow names the run) if MLflow's word lists are not there."""
+    import random
+
+    from mlflow.utils import name_utils
+
+    predicates, nouns = (getattr(name_utils, name, None) for name in ("_GENERATOR_PREDICATES", "_GENERATOR_NOUNS"))
+    if not predicates or not nouns:
+        return None
+    generator = random.Random()
+    return f"{generator.choice(predicates)}-{generator.choice(nouns)}-{generator.randint(0, 999)}".lower()[:20]
