@@ -1328,7 +1328,6 @@ logger.log_hyperparams({{"lr": 0.1}})
 logger.finalize("success")
 print("threads after finalize:", sorted(t.name for t in threading.enumerate() if t.name.startswith("tracklight")))
 """
-_FLUSHER = "CSV and TensorBoard rows are written by the 'tracklight-flush' thread, which outlives finalize today"
 
 
 @pytest.mark.parametrize(
@@ -1338,8 +1337,8 @@ _FLUSHER = "CSV and TensorBoard rows are written by the 'tracklight-flush' threa
         "comet",
         "neptune",
         "mlflow",
-        pytest.param("csv", marks=pytest.mark.xfail(strict=True, reason=_FLUSHER)),
-        pytest.param("tensorboard", marks=pytest.mark.xfail(strict=True, reason=_FLUSHER)),
+        "csv",
+        "tensorboard",
     ],
 )
 def test_no_tracklight_thread_is_left_after_finalize(name: str, tmp_path: Path) -> None:

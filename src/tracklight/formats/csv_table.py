@@ -8,6 +8,7 @@ import csv
 import io
 import itertools
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -74,6 +75,9 @@ class CSVTable:
         self._rewrite_seconds = 0.0
         self._failed_once = False
         self._closed = False
+        #: Not flushed in the background (after rest() or close()); the next row registers the table again.
+        self._resting = False
+        self._rest_lock = threading.Lock()
         self._pid = os.getpid()
         _flushing.register(self)
 
@@ -93,9 +97,8 @@ class CSVTable:
             # Keys are recorded before the row is queued, so a flusher that sees the row also sees its keys.
             self._known.update(row)
         self._rows.append(row)
-        if self._closed:  # logging again after close(): flush in the background again
-            self._closed = False
-            _flushing.register(self)
+        if self._resting:  # logging again after rest() or close(): flush in the background again
+            self._wake()
 
     def write_ready(self) -> None:
         """Append the queued rows if they fit the current header; never rewrite, never wait for the flusher."""
@@ -113,13 +116,26 @@ class CSVTable:
         with self._io_lock:
             self._write(rewrite_due=force or self._rewrite_due(), force=force)
 
+    def rest(self) -> None:
+        """Write everything and stop background flushing until the next row (``finalize``: no thread left
+        behind, while the file stays open for a later ``test`` or ``validate``)."""
+        with self._rest_lock:
+            _flushing.unregister(self)
+            self._resting = True
+        self.flush(force=True)  # after resting: a row appended meanwhile is written here or registers again
+
+    def _wake(self) -> None:
+        with self._rest_lock:
+            if self._resting:
+                self._resting = self._closed = False
+                _flushing.register(self)
+
     def close(self) -> None:
         """Write everything (rewriting the header if needed), release the file and stop background flushing."""
-        self.flush(force=True)
+        self.rest()
         with self._io_lock:
             self._close_fd()
             lost = len(self._rows) + (1 if self._unwritten else 0)
-        _flushing.unregister(self)
         self._closed = True
         if lost:
             warn(

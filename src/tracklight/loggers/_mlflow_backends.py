@@ -16,6 +16,7 @@ import posixpath
 from typing import Any
 
 from tracklight._errors import TracklightError
+from tracklight._imports import require
 from tracklight.delivery.spill import Item
 
 __all__ = ["REQUEST_TIMEOUT", "Backend", "connect", "upload"]
@@ -25,6 +26,8 @@ REQUEST_TIMEOUT = 15.0
 
 #: The run tag that names the local id of the logger (or spill file) a run was created for.
 LOCAL_ID_TAG = "tracklight.local_id"
+
+_ARTIFACT = "mlflow.store.artifact"  # MLflow's artifact repositories
 
 
 def connect(uri: str) -> Backend:
@@ -37,13 +40,15 @@ class _RestBackend:
     """MLflow's REST API 2.0 over HTTP, one attempt per call (the delivery worker does the retrying)."""
 
     def __init__(self, uri: str) -> None:
-        from mlflow.utils.credentials import get_default_host_creds
+        get_default_host_creds = require("mlflow.utils.credentials", "mlflow").get_default_host_creds
 
         self.uri = uri
         self._creds = get_default_host_creds(uri)
 
     def _call(self, endpoint: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
+        _module = require("mlflow.utils.rest_utils", "mlflow")
+        http_request = _module.http_request
+        verify_rest_response = _module.verify_rest_response
 
         path = f"/api/2.0/mlflow/{endpoint}"
         payload = {"params": body} if method == "GET" else {"json": body}
@@ -52,7 +57,7 @@ class _RestBackend:
         return response.json() if response.text else {}
 
     def experiment_id(self, name: str, artifact_location: str | None) -> str:
-        from mlflow.exceptions import MlflowException
+        MlflowException = require("mlflow.exceptions", "mlflow").MlflowException
 
         try:
             experiment = self._call("experiments/get-by-name", "GET", {"experiment_name": name})["experiment"]
@@ -140,13 +145,13 @@ class _ClientBackend:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from mlflow.tracking import MlflowClient
+            MlflowClient = require("mlflow.tracking", "mlflow").MlflowClient
 
             self._client = MlflowClient(self.uri)  # opens (and migrates) the store: may fail, then is retried
         return self._client
 
     def experiment_id(self, name: str, artifact_location: str | None) -> str:
-        from mlflow.exceptions import MlflowException
+        MlflowException = require("mlflow.exceptions", "mlflow").MlflowException
 
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
@@ -180,7 +185,10 @@ class _ClientBackend:
         }
 
     def log_batch(self, run_id: str, metrics: list[Item], params: list[Item], tags: list[Item]) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+        _module = require("mlflow.entities", "mlflow")
+        Metric = _module.Metric
+        Param = _module.Param
+        RunTag = _module.RunTag
 
         self.client.log_batch(
             run_id,
@@ -206,22 +214,23 @@ Backend = _RestBackend | _ClientBackend
 
 def upload(artifact_uri: str, tracking_uri: str, local_path: str, artifact_path: str | None) -> None:
     """Upload one file; HTTP artifact stores get one attempt, like every other request of the worker."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+    get_artifact_repository = require(f"{_ARTIFACT}.artifact_repository_registry", "mlflow").get_artifact_repository
+    HttpArtifactRepository = require(f"{_ARTIFACT}.http_artifact_repo", "mlflow").HttpArtifactRepository
 
     try:
         repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
     except TypeError:  # older MLflow: no tracking_uri, so resolve the server's mlflow-artifacts: URIs here
         if artifact_uri.startswith("mlflow-artifacts:"):
-            from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
-
-            artifact_uri = MlflowArtifactsRepository.resolve_uri(artifact_uri, tracking_uri)
+            repositories = require(f"{_ARTIFACT}.mlflow_artifacts_repo", "mlflow")
+            artifact_uri = repositories.MlflowArtifactsRepository.resolve_uri(artifact_uri, tracking_uri)
         repository = get_artifact_repository(artifact_uri)
     if not isinstance(repository, HttpArtifactRepository):
         repository.log_artifact(local_path, artifact_path)
         return
-    from mlflow.utils.credentials import get_default_host_creds
-    from mlflow.utils.rest_utils import augmented_raise_for_status, http_request
+    get_default_host_creds = require("mlflow.utils.credentials", "mlflow").get_default_host_creds
+    _module = require("mlflow.utils.rest_utils", "mlflow")
+    augmented_raise_for_status = _module.augmented_raise_for_status
+    http_request = _module.http_request
 
     name = os.path.basename(local_path)
     endpoint = posixpath.join("/", *([artifact_path] if artifact_path else []), name)
@@ -269,10 +278,10 @@ def _run_name() -> str | None:
     sequence at an unpredictable moment. ``None`` (MLflow names the run) if MLflow's word lists are not there."""
     import random
 
-    from mlflow.utils import name_utils
+    name_utils = require("mlflow.utils.name_utils", "mlflow")
 
     predicates, nouns = (getattr(name_utils, name, None) for name in ("_GENERATOR_PREDICATES", "_GENERATOR_NOUNS"))
-    if not predicates or not nouns:
-        return None
+    if not (isinstance(predicates, list | tuple) and predicates and isinstance(nouns, list | tuple) and nouns):
+        return None  # MLflow moved them, or a stubbed mlflow
     generator = random.Random()
     return f"{generator.choice(predicates)}-{generator.choice(nouns)}-{generator.randint(0, 999)}".lower()[:20]

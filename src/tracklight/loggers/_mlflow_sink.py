@@ -24,6 +24,7 @@ from numbers import Real
 from typing import Any
 
 from tracklight._errors import TracklightError, TracklightWarning
+from tracklight._imports import require
 from tracklight.delivery.spill import Item
 from tracklight.loggers._mlflow_backends import LOCAL_ID_TAG, Backend, connect, upload
 
@@ -185,19 +186,19 @@ class MlflowSink:
 
     def _new_params(self, params: list[Item]) -> list[Item]:
         """Params MLflow does not have yet. MLflow refuses a changed value, so the first one is kept."""
-        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
-
+        limit = require("mlflow.utils.validation", "mlflow").MAX_PARAM_VAL_LENGTH
+        limit = limit if isinstance(limit, int) else 6000  # a stubbed mlflow: MLflow's own limit
         fresh: dict[str, Item] = {}
         for param in params:
             key, value = param["key"], str(param["value"])
-            if len(value) > MAX_PARAM_VAL_LENGTH:
+            if len(value) > limit:
                 self._say(
                     f"long:{key}",
                     f"MLFlowLogger: the hyperparameter {key!r} is {len(value)} characters long; MLflow keeps at most "
-                    f"{MAX_PARAM_VAL_LENGTH}, so it is cut there. To keep all of it, log it with "
+                    f"{limit}, so it is cut there. To keep all of it, log it with "
                     "logger.log_text(key, value).",
                 )
-                value = value[:MAX_PARAM_VAL_LENGTH]
+                value = value[:limit]
             first = self._params.get(key, fresh[key]["value"] if key in fresh else None)
             if first is None:
                 fresh[key] = {"kind": "param", "key": key, "value": value}
@@ -304,11 +305,10 @@ def _type_names(types: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(kind.__name__, kind.__name__) for kind in kinds)
 
 
-
 def _with_context_tags(tags: dict[str, str]) -> dict[str, str]:
     """MLflow's own run tags (user, source file, git commit) under the user's tags, as mlflow.start_run adds."""
     try:
-        from mlflow.tracking.context.registry import resolve_tags
+        resolve_tags = require("mlflow.tracking.context.registry", "mlflow").resolve_tags
 
         return {key: str(value) for key, value in resolve_tags(tags).items()}
     except Exception:  # context tags are a courtesy: a broken git or provider must not stop the run

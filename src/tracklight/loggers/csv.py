@@ -166,6 +166,7 @@ class CSVLogger(VersionedDirLogger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         if self._experiment is not None:
+            self._experiment.table.rest()  # no thread left behind; the next row starts background writes again
             self._experiment.save(force=True)
         self._finish_remote()
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight import media
 from tracklight._errors import MissingDependencyError, TracklightWarning
-from tracklight._imports import is_available
+from tracklight._imports import is_available, require
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers._checkpoints import check_log_model, logs_every_save
@@ -147,7 +147,7 @@ class MLFlowLogger(Logger):
         self._started()
         use_as_default(self._tracking_uri)  # as Lightning does here: the user's mlflow.* calls reach this store
         if self._client is None:
-            from mlflow.tracking import MlflowClient
+            MlflowClient = require("mlflow.tracking", "mlflow").MlflowClient
 
             self._client = MlflowClient(self._tracking_uri)
         return self._client
