@@ -311,3 +311,40 @@ def test_a_version_claimed_again_after_its_folder_was_deleted_is_a_new_run(memor
     second.finalize("success")
     assert pd.read_csv(f"{second.log_dir}/metrics.csv")["loss"].tolist() == [2.0]
     assert second._local_dir() != first._local_dir()
+
+
+_FIT_THEN_TEST = """
+import threading, time
+import fsspec
+from tracklight.loggers import {cls}
+logger = {cls}({url!r}, name="exp")
+logger.log_metrics({{"loss": 1.0}}, step=0)
+logger.finalize("success")  # end of fit: everything is in the store
+print("threads:", sorted(t.name for t in threading.enumerate() if t.name.startswith("tracklight")))
+logger.log_metrics({{"test/loss": 2.0}}, step=1)  # trainer.test() after fit: the same run
+time.sleep(3)  # no finalize: the background upload takes it
+fs = fsspec.filesystem("memory")
+if {cls!r} == "CSVLogger":
+    print("rows:", fs.cat_file({folder!r} + "/metrics.csv").decode().split())
+else:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator({url!r} + "/exp/version_0")
+    events.Reload()
+    print("scalars:", [(tag, event.step) for tag in events.Tags()["scalars"] for event in events.Scalars(tag)])
+"""
+
+
+@pytest.mark.parametrize("cls", ["CSVLogger", "TensorBoardLogger"])
+def test_finalize_leaves_no_thread_and_a_later_stage_still_reaches_the_store(
+    cls: str, memory_url: str, tmp_path: Path
+) -> None:
+    # memory:// lives in one process: the whole run is one child, which checks the store itself.
+    code = _FIT_THEN_TEST.format(cls=cls, url=memory_url, folder=memory_url[len("memory://") - 1 :] + "/exp/version_0")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    assert lines["threads"] == "[]"
+    if cls == "CSVLogger":
+        assert lines["rows"] == str(["loss,step,test/loss", "1.0,0,", ",1,2.0"])
+    else:
+        assert lines["scalars"] == str([("loss", 0), ("test/loss", 1)])

@@ -33,6 +33,8 @@ class Flushable(Protocol):
 
 _writers: weakref.WeakSet[Any] = weakref.WeakSet()
 _late_writers: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Late writers with nothing to do until a local writer registers again (see ``rest``).
+_resting: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 _wake = threading.Event()
 _thread: threading.Thread | None = None
@@ -113,6 +115,9 @@ def register(writer: Flushable, late: bool = False) -> None:
     global _thread, _thread_pid
     with _lock:
         (_late_writers if late else _writers).add(writer)
+        if not late and _resting:  # a local writer writes again: the mirrors have work again too
+            _late_writers.update(_resting)
+            _resting.clear()
         if _thread is None or _thread_pid != os.getpid() or not _thread.is_alive():
             _thread = threading.Thread(target=_run, name="tracklight-flush", daemon=True)
             _thread_pid = os.getpid()
@@ -125,6 +130,21 @@ def unregister(writer: Flushable) -> None:
     with _lock:
         _writers.discard(writer)
         _late_writers.discard(writer)
+        _resting.discard(writer)
+    _end_thread_if_idle()
+
+
+def rest(writer: Flushable) -> None:
+    """Stop flushing a late ``writer`` in the background until a local writer registers again (it has
+    nothing to do until then); exit and SIGTERM still flush it."""
+    with _lock:
+        _late_writers.discard(writer)
+        _resting.add(writer)
+    _end_thread_if_idle()
+
+
+def _end_thread_if_idle() -> None:
+    with _lock:
         thread = _thread if not (_writers or _late_writers) else None
     if thread is not None and thread is not threading.current_thread():
         _wake.set()
@@ -132,7 +152,7 @@ def unregister(writer: Flushable) -> None:
 
 
 def flush_all(force: bool = True) -> None:
-    for writer in [*_writers, *_late_writers]:
+    for writer in [*_writers, *_late_writers, *_resting]:
         with contextlib.suppress(Exception):
             writer.flush(force=force)
 
@@ -191,6 +211,7 @@ def _forget_parent_writers() -> None:
     global _thread, _thread_pid, _main_depth, _deferred_signal, _lock, _MAIN_IDENT
     _writers.clear()
     _late_writers.clear()
+    _resting.clear()
     _thread = _thread_pid = None
     _lock = threading.Lock()
     _MAIN_IDENT = threading.get_ident()

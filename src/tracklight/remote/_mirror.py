@@ -98,6 +98,13 @@ class Mirror:
         self._thread = thread
         thread.start()
 
+    def rest(self) -> None:
+        """End the thread now (everything is uploaded and nothing is being written); ``ensure_running`` starts
+        it again."""
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=INTERVAL + 1.0)
+
     def sync(self, timeout: float) -> list[str]:
         """Wait up to ``timeout`` seconds for a pass that starts now to upload everything; what is left."""
         request = time.monotonic()
@@ -118,13 +125,13 @@ class Mirror:
         failures = 0
         idle_since = time.monotonic()
         while True:
+            if self._thread is not threading.current_thread():
+                return  # replaced (ensure_running in a forked child) or told to rest
             now = time.monotonic()
             waited_for = self._sync_request > self._clean_start
             if now < next_pass and not (waited_for and now >= retry_floor):
                 time.sleep(min(_POLL, next_pass - now))
                 continue
-            if self._thread is not threading.current_thread():
-                return  # replaced (ensure_running in a forked child)
             started = time.monotonic()
             try:
                 changed = self._changed()

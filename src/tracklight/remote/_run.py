@@ -104,6 +104,9 @@ class RemoteRun:
                     " (the upload goes on in the background while the process runs)",
                 )
             )
+        else:  # no thread left behind until something is written again (a later test or validate stage)
+            _flushing.rest(self)
+            self.mirror.rest()
         return left
 
     def flush(self, force: bool = False) -> None:
