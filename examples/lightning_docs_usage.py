@@ -17,6 +17,7 @@ Each part trains a tiny model for a few steps on CPU and prints what it wrote.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -197,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     save_dir = args.save_dir or tempfile.mkdtemp(prefix="tracklight_docs_usage_")
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    # Lightning 2.6 warns about its own use of a torch API that torch 2.13 deprecates, and tips its products.
+    warnings.filterwarnings("ignore", ".*LeafSpec.*", FutureWarning)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not record.getMessage().startswith("\N{ELECTRIC LIGHT BULB} Tip")
+    )
 
     print(f"1. TensorBoard:      {tensorboard_usage(save_dir)}")
     print(f"2. CSV:              {csv_usage(save_dir)}")
