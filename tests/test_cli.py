@@ -181,6 +181,8 @@ def test_compare_shows_the_hyperparameters_that_differ(
         assert shared["val_loss"]["best"][index] == frame.value.min() and shared["val_loss"]["best_is"] == "min"
     status, out, _ = run_cli(capsys, "compare", *refs)
     assert "lr" in out and "0.05" in out and "0.2" in out and "hidden" not in out
+    status, out, _ = run_cli(capsys, "compare", refs[0], refs[0])
+    assert "hyperparameters: the runs have the same ones" in out and "NAME" not in out  # no empty table
 
 
 def test_export_reports_where_each_run_went(

@@ -187,9 +187,10 @@ def compare(refs: tuple[str, ...], patterns: tuple[str, ...], show_all: bool, as
             output.note(f"[{n}] {info.ref}")
         same = "" if show_all else " (those that differ)"
         table = [[str(p["name"]), *[_cell(value) for value in p["values"]]] for p in params]
-        output.table(f"hyperparameters{same}", ["NAME", *heads], table)
-        if not params:
-            output.note("  the runs have the same hyperparameters")
+        if params:
+            output.table(f"hyperparameters{same}", ["NAME", *heads], table)
+        else:
+            output.note("\nhyperparameters: the runs have the same ones")
         rows: list[list[Any]] = []
         for m in metrics:
             rows.append([m["metric"], "last", *m["last"]])
