@@ -8,7 +8,6 @@ import csv
 import io
 import itertools
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -75,11 +74,8 @@ class CSVTable:
         self._rewrite_seconds = 0.0
         self._failed_once = False
         self._closed = False
-        #: Not flushed in the background (after rest() or close()); the next row registers the table again.
-        self._resting = False
-        self._rest_lock = threading.Lock()
         self._pid = os.getpid()
-        _flushing.register(self)
+        self._background = _flushing.Background(self)
 
     @property
     def columns(self) -> list[str]:
@@ -97,8 +93,9 @@ class CSVTable:
             # Keys are recorded before the row is queued, so a flusher that sees the row also sees its keys.
             self._known.update(row)
         self._rows.append(row)
-        if self._resting:  # logging again after rest() or close(): flush in the background again
-            self._wake()
+        if self._background.resting:  # logging again after rest() or close(): flush in the background again
+            self._closed = False
+            self._background.wake()
 
     def write_ready(self) -> None:
         """Append the queued rows if they fit the current header; never rewrite, never wait for the flusher."""
@@ -119,16 +116,8 @@ class CSVTable:
     def rest(self) -> None:
         """Write everything and stop background flushing until the next row (``finalize``: no thread left
         behind, while the file stays open for a later ``test`` or ``validate``)."""
-        with self._rest_lock:
-            _flushing.unregister(self)
-            self._resting = True
-        self.flush(force=True)  # after resting: a row appended meanwhile is written here or registers again
-
-    def _wake(self) -> None:
-        with self._rest_lock:
-            if self._resting:
-                self._resting = self._closed = False
-                _flushing.register(self)
+        self._background.rest()
+        self.flush(force=True)  # after resting: a row appended meanwhile is written here or wakes it again
 
     def close(self) -> None:
         """Write everything (rewriting the header if needed), release the file and stop background flushing."""

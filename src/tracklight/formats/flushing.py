@@ -151,6 +151,49 @@ def _end_thread_if_idle() -> None:
         thread.join(timeout=1.0)
 
 
+class Background:
+    """A writer's place in background flushing: ``rest`` takes it out when everything is written
+    (``finalize``: no thread is left behind), ``wake`` puts it back when something is written again.
+    ``resting`` is a plain attribute, cheap to read on every write.
+
+    Example:
+        >>> class Writer:
+        ...     def flush(self, force: bool = False) -> None:
+        ...         pass
+        >>> writer = Writer()
+        >>> background = Background(writer)
+        >>> background.rest()
+        >>> background.resting
+        True
+        >>> background.wake()
+        >>> background.resting
+        False
+        >>> unregister(writer)
+    """
+
+    __slots__ = ("_lock", "_writer", "resting")
+
+    def __init__(self, writer: Flushable) -> None:
+        self._writer = weakref.ref(writer)  # the writer holds this object: no cycle
+        self._lock = threading.Lock()
+        self.resting = False
+        register(writer)
+
+    def rest(self) -> None:
+        with self._lock:
+            writer = self._writer()
+            if writer is not None:
+                unregister(writer)
+            self.resting = True
+
+    def wake(self) -> None:
+        with self._lock:
+            writer = self._writer()
+            if self.resting and writer is not None:
+                self.resting = False
+                register(writer)
+
+
 def flush_all(force: bool = True) -> None:
     for writer in [*_writers, *_late_writers, *_resting]:
         with contextlib.suppress(Exception):

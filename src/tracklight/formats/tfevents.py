@@ -16,7 +16,6 @@ import math
 import os
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -212,10 +211,7 @@ class EventFile:
         self.restores = 0
         self._watch = DeletionWatch()
         self._pid = os.getpid()
-        #: Not flushed in the background since close(); the next event registers the writer again.
-        self._resting = False
-        self._rest_lock = threading.Lock()
-        _flushing.register(self)
+        self._background = _flushing.Background(self)
 
     def add_scalars(self, step: int, scalars: Iterable[tuple[str, float]]) -> None:
         self.add_summary(step, encode_summary(scalars))
@@ -223,11 +219,8 @@ class EventFile:
     def add_summary(self, step: int, summary_field: bytes) -> None:
         """Queue one event at ``step`` (the wall time is now) holding an already encoded ``summary`` field."""
         self._queue.append(frame(encode_event(step, time.time(), summary_field)))
-        if self._resting:  # an event after close(): flush in the background again
-            with self._rest_lock:
-                if self._resting:
-                    self._resting = False
-                    _flushing.register(self)
+        if self._background.resting:  # an event after close(): flush in the background again
+            self._background.wake()
 
     def flush(self, force: bool = False, check: bool = True) -> None:
         """Append the queued events. ``check=False`` (the training thread's ``save()``) leaves noticing a file
@@ -256,9 +249,7 @@ class EventFile:
     def close(self) -> None:
         """Write everything, close the file and stop background flushing (no thread left behind) until the
         next event, which goes to a new file."""
-        with self._rest_lock:
-            _flushing.unregister(self)
-            self._resting = True
+        self._background.rest()
         self.flush(force=True)
         with self._lock:
             self._close_fd()
