@@ -282,7 +282,10 @@ def test_log_model_uploads_checkpoints_as_a_comet_model(
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     logger = CometLogger(save_dir=tmp_path / "comet", online=False, log_model=log_model, **QUIET)
-    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val_loss", save_top_k=1, save_last=True)
+    # "all": every epoch's checkpoint is kept, so each epoch saves one whatever the loss did (the model's
+    # initial weights are not seeded).
+    top_k = -1 if log_model == "all" else 1
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val_loss", save_top_k=top_k, save_last=True)
     trainer = make_trainer(logger=logger, max_epochs=2, callbacks=[checkpoint])
     trainer.fit(tiny_model())
 
