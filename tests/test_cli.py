@@ -151,6 +151,8 @@ def test_plot_in_the_terminal(capsys: pytest.CaptureFixture[str], tracklight_roo
     status, out, _ = run_cli(capsys, "plot", *refs, "-m", "val_loss")
     assert status == 0 and "val_loss" in out and str(refs[0]) in out and str(refs[1]) in out
     assert any(character in out for character in "▘▝▀▄▌▐")  # a drawing, not only text
+    values = np.concatenate([runs.open(ref).metric("val_loss").value.to_numpy() for ref in refs])
+    assert f"y: {values.min():.4g} to {values.max():.4g}" in out  # the range, which uniplot's labels round
 
 
 def test_thinning_keeps_every_extreme_and_few_points() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,7 +162,9 @@ def terminal(drawn: list[Panel], x: str = "step", log_y: bool = False, width: in
                 [ys for _, ys in thinned],
                 [xs for xs, _ in thinned],
                 legend_labels=[line.run for line in panel.lines] if len(panel.lines) > 1 else None,
-                title=f"{panel.metric}  (x: {x})",
+                # uniplot labels its y axis with as few digits as keep the labels apart (0.5 shows as "0"),
+                # so the title gives the range.
+                title=f"{panel.metric}  (x: {x}; y: {_range(ys for _, ys in thinned)})",
                 width=max(width - 12, 20),
                 height=12,
                 lines=True,
@@ -170,3 +173,13 @@ def terminal(drawn: list[Panel], x: str = "step", log_y: bool = False, width: in
             )
         )
     return "\n".join(out)
+
+
+def _range(series: Iterable[Any]) -> str:
+    """``low to high`` of the finite values of every series, to four significant digits."""
+    finite = [values[np.isfinite(values)] for values in (np.asarray(ys, dtype=float) for ys in series)]
+    finite = [values for values in finite if values.size]
+    if not finite:
+        return "no finite value"
+    low, high = min(float(v.min()) for v in finite), max(float(v.max()) for v in finite)
+    return f"{low:.4g} to {high:.4g}"
