@@ -19,7 +19,7 @@ from tracklight._errors import TracklightError
 from tracklight._imports import require
 from tracklight.delivery.spill import Item
 
-__all__ = ["REQUEST_TIMEOUT", "Backend", "connect", "upload"]
+__all__ = ["LOCAL_ID_TAG", "REQUEST_TIMEOUT", "Backend", "connect", "mlflow_module", "upload"]
 
 #: Seconds one HTTP request may take (connecting, and between bytes of the answer).
 REQUEST_TIMEOUT = 15.0
@@ -27,7 +27,11 @@ REQUEST_TIMEOUT = 15.0
 #: The run tag that names the local id of the logger (or spill file) a run was created for.
 LOCAL_ID_TAG = "tracklight.local_id"
 
-_ARTIFACT = "mlflow.store.artifact"  # MLflow's artifact repositories
+
+def mlflow_module(name: str) -> Any:
+    """MLflow's submodule ``mlflow.<name>``, imported on first use (through a stub put in ``sys.modules``
+    for ``mlflow``, as test suites do, when there is one)."""
+    return require(f"mlflow.{name}", "mlflow")
 
 
 def connect(uri: str) -> Backend:
@@ -40,24 +44,21 @@ class _RestBackend:
     """MLflow's REST API 2.0 over HTTP, one attempt per call (the delivery worker does the retrying)."""
 
     def __init__(self, uri: str) -> None:
-        get_default_host_creds = require("mlflow.utils.credentials", "mlflow").get_default_host_creds
+        get_default_host_creds = mlflow_module("utils.credentials").get_default_host_creds
 
         self.uri = uri
         self._creds = get_default_host_creds(uri)
 
     def _call(self, endpoint: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        _module = require("mlflow.utils.rest_utils", "mlflow")
-        http_request = _module.http_request
-        verify_rest_response = _module.verify_rest_response
-
+        rest = mlflow_module("utils.rest_utils")
         path = f"/api/2.0/mlflow/{endpoint}"
         payload = {"params": body} if method == "GET" else {"json": body}
-        response = http_request(self._creds, path, method, max_retries=0, timeout=REQUEST_TIMEOUT, **payload)
-        verify_rest_response(response, path)
+        response = rest.http_request(self._creds, path, method, max_retries=0, timeout=REQUEST_TIMEOUT, **payload)
+        rest.verify_rest_response(response, path)
         return response.json() if response.text else {}
 
     def experiment_id(self, name: str, artifact_location: str | None) -> str:
-        MlflowException = require("mlflow.exceptions", "mlflow").MlflowException
+        MlflowException = mlflow_module("exceptions").MlflowException
 
         try:
             experiment = self._call("experiments/get-by-name", "GET", {"experiment_name": name})["experiment"]
@@ -145,13 +146,13 @@ class _ClientBackend:
     @property
     def client(self) -> Any:
         if self._client is None:
-            MlflowClient = require("mlflow.tracking", "mlflow").MlflowClient
+            MlflowClient = mlflow_module("tracking").MlflowClient
 
             self._client = MlflowClient(self.uri)  # opens (and migrates) the store: may fail, then is retried
         return self._client
 
     def experiment_id(self, name: str, artifact_location: str | None) -> str:
-        MlflowException = require("mlflow.exceptions", "mlflow").MlflowException
+        MlflowException = mlflow_module("exceptions").MlflowException
 
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
@@ -185,10 +186,8 @@ class _ClientBackend:
         }
 
     def log_batch(self, run_id: str, metrics: list[Item], params: list[Item], tags: list[Item]) -> None:
-        _module = require("mlflow.entities", "mlflow")
-        Metric = _module.Metric
-        Param = _module.Param
-        RunTag = _module.RunTag
+        entities = mlflow_module("entities")
+        Metric, Param, RunTag = entities.Metric, entities.Param, entities.RunTag
 
         self.client.log_batch(
             run_id,
@@ -214,29 +213,27 @@ Backend = _RestBackend | _ClientBackend
 
 def upload(artifact_uri: str, tracking_uri: str, local_path: str, artifact_path: str | None) -> None:
     """Upload one file; HTTP artifact stores get one attempt, like every other request of the worker."""
-    get_artifact_repository = require(f"{_ARTIFACT}.artifact_repository_registry", "mlflow").get_artifact_repository
-    HttpArtifactRepository = require(f"{_ARTIFACT}.http_artifact_repo", "mlflow").HttpArtifactRepository
+    get_artifact_repository = mlflow_module("store.artifact.artifact_repository_registry").get_artifact_repository
+    HttpArtifactRepository = mlflow_module("store.artifact.http_artifact_repo").HttpArtifactRepository
 
     try:
         repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
     except TypeError:  # older MLflow: no tracking_uri, so resolve the server's mlflow-artifacts: URIs here
         if artifact_uri.startswith("mlflow-artifacts:"):
-            repositories = require(f"{_ARTIFACT}.mlflow_artifacts_repo", "mlflow")
+            repositories = mlflow_module("store.artifact.mlflow_artifacts_repo")
             artifact_uri = repositories.MlflowArtifactsRepository.resolve_uri(artifact_uri, tracking_uri)
         repository = get_artifact_repository(artifact_uri)
     if not isinstance(repository, HttpArtifactRepository):
         repository.log_artifact(local_path, artifact_path)
         return
-    get_default_host_creds = require("mlflow.utils.credentials", "mlflow").get_default_host_creds
-    _module = require("mlflow.utils.rest_utils", "mlflow")
-    augmented_raise_for_status = _module.augmented_raise_for_status
-    http_request = _module.http_request
+    get_default_host_creds = mlflow_module("utils.credentials").get_default_host_creds
+    rest = mlflow_module("utils.rest_utils")
 
     name = os.path.basename(local_path)
     endpoint = posixpath.join("/", *([artifact_path] if artifact_path else []), name)
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     with open(local_path, "rb") as handle:
-        response = http_request(
+        response = rest.http_request(
             get_default_host_creds(repository.artifact_uri),
             endpoint,
             "PUT",
@@ -245,7 +242,7 @@ def upload(artifact_uri: str, tracking_uri: str, local_path: str, artifact_path:
             max_retries=0,
             timeout=REQUEST_TIMEOUT,
         )
-    augmented_raise_for_status(response)
+    rest.augmented_raise_for_status(response)
 
 
 def _active(experiment_id: Any, lifecycle_stage: str | None, name: str) -> str:
@@ -278,7 +275,7 @@ def _run_name() -> str | None:
     sequence at an unpredictable moment. ``None`` (MLflow names the run) if MLflow's word lists are not there."""
     import random
 
-    name_utils = require("mlflow.utils.name_utils", "mlflow")
+    name_utils = mlflow_module("utils.name_utils")
 
     predicates, nouns = (getattr(name_utils, name, None) for name in ("_GENERATOR_PREDICATES", "_GENERATOR_NOUNS"))
     if not (isinstance(predicates, list | tuple) and predicates and isinstance(nouns, list | tuple) and nouns):

@@ -24,9 +24,8 @@ from numbers import Real
 from typing import Any
 
 from tracklight._errors import TracklightError, TracklightWarning
-from tracklight._imports import require
 from tracklight.delivery.spill import Item
-from tracklight.loggers._mlflow_backends import LOCAL_ID_TAG, Backend, connect, upload
+from tracklight.loggers._mlflow_backends import LOCAL_ID_TAG, Backend, connect, mlflow_module, upload
 
 __all__ = ["InvalidItem", "MlflowSink", "sink_from_target", "terminal_status"]
 
@@ -186,7 +185,7 @@ class MlflowSink:
 
     def _new_params(self, params: list[Item]) -> list[Item]:
         """Params MLflow does not have yet. MLflow refuses a changed value, so the first one is kept."""
-        limit = require("mlflow.utils.validation", "mlflow").MAX_PARAM_VAL_LENGTH
+        limit = mlflow_module("utils.validation").MAX_PARAM_VAL_LENGTH
         limit = limit if isinstance(limit, int) else 6000  # a stubbed mlflow: MLflow's own limit
         fresh: dict[str, Item] = {}
         for param in params:
@@ -308,7 +307,7 @@ def _type_names(types: type | tuple[type, ...]) -> str:
 def _with_context_tags(tags: dict[str, str]) -> dict[str, str]:
     """MLflow's own run tags (user, source file, git commit) under the user's tags, as mlflow.start_run adds."""
     try:
-        resolve_tags = require("mlflow.tracking.context.registry", "mlflow").resolve_tags
+        resolve_tags = mlflow_module("tracking.context.registry").resolve_tags
 
         return {key: str(value) for key, value in resolve_tags(tags).items()}
     except Exception:  # context tags are a courtesy: a broken git or provider must not stop the run

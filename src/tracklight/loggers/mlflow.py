@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight import media
 from tracklight._errors import MissingDependencyError, TracklightWarning
-from tracklight._imports import is_available, require
+from tracklight._imports import is_available
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers._checkpoints import check_log_model, logs_every_save
+from tracklight.loggers._mlflow_backends import mlflow_module
 from tracklight.loggers._mlflow_keys import KeyMap, mlflow_key
 from tracklight.loggers._mlflow_store import resolve, use_as_default
 from tracklight.loggers.logger import Logger, rank_zero_experiment
@@ -147,9 +148,7 @@ class MLFlowLogger(Logger):
         self._started()
         use_as_default(self._tracking_uri)  # as Lightning does here: the user's mlflow.* calls reach this store
         if self._client is None:
-            MlflowClient = require("mlflow.tracking", "mlflow").MlflowClient
-
-            self._client = MlflowClient(self._tracking_uri)
+            self._client = mlflow_module("tracking").MlflowClient(self._tracking_uri)
         return self._client
 
     @property
