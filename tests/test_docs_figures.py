@@ -21,8 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "docs" / "benchmarks.md"
 
 _NUMBER = r"\d[\d,]*(?:\.\d+)?"
-_RANGE = rf"(?:(?P<low>{_NUMBER})\s?(?:-|–|to)\s?)?(?P<number>{_NUMBER})"
-_UNIT = r"(?:\s?(?P<time>µs|us|ms)(?:/step)?|(?P<ratio>x)|\s?(?P<percent>%)|\s?(?P<rate>[kM]?\s?(?:scalars|rows|values|points|calls)/s)|\s(?P<seconds>s))"
+_RANGE = rf"(?:(?P<low>{_NUMBER})\s?(?:-|\u2013|to)\s?)?(?P<number>{_NUMBER})"  # 5-10, 5\u201310, 5 to 10
+_UNIT = (
+    r"(?:\s?(?P<time>µs|us|ms)(?:/step)?|(?P<ratio>x)|\s?(?P<percent>%)"
+    r"|\s?(?P<rate>[kM]?\s?(?:scalars|rows|values|points|calls)/s)|\s(?P<seconds>s))"
+)
 FIGURE = re.compile(rf"(?<![\w.,+-]){_RANGE}{_UNIT}(?![\w/])")
 APPROXIMATE = re.compile(r"(?:about|under|over|around|roughly|nearly|~)\s*$")
 FENCE = re.compile(r"^\s*```")
@@ -79,7 +82,8 @@ def _paragraphs(path: Path) -> list[tuple[int, str]]:
 
 def measured_figures(text: str) -> list[str]:
     """The measured figures of ``text``, normalised for comparing."""
-    return [_normal(match) for line in text.splitlines() for match in FIGURE.finditer(line) if _is_measured(match, line)]
+    lines = text.splitlines()
+    return [_normal(match) for line in lines for match in FIGURE.finditer(line) if _is_measured(match, line)]
 
 
 def quoted_figures(path: Path) -> list[tuple[int, str, str, bool]]:
