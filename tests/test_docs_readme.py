@@ -101,3 +101,30 @@ def test_the_cli_speed_table_gives_every_cell_its_unit() -> None:
     assert len(rows) == 6
     for row in rows:
         assert re.search(r"\d\.\d\d s +\d\.\d\d s +\d\.\d\dx +\d\.\d s$", row), row
+
+
+def _undefined_names(code: str) -> set[str]:
+    """Names a block reads that it neither defines nor imports (nor are builtins), in any of its scopes."""
+    import builtins
+    import symtable
+
+    top = symtable.symtable(code, "<block>", "exec")
+    defined = {symbol.get_name() for symbol in top.get_symbols() if symbol.is_assigned() or symbol.is_imported()}
+    missing: set[str] = set()
+    scopes = [top]
+    while scopes:
+        scope = scopes.pop()
+        scopes.extend(scope.get_children())
+        for symbol in scope.get_symbols():
+            if symbol.is_referenced() and (scope is top or symbol.is_global()):
+                missing.add(symbol.get_name())
+    return missing - defined - set(dir(builtins))
+
+
+def test_the_readme_examples_define_every_name_they_use() -> None:
+    # A newcomer copies a block as it is: no name may come from a setup the page does not show.
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        assert not _undefined_names(block), (sorted(_undefined_names(block)), block)
+    assert _undefined_names("def f():\n    return tb_logger\n") == {"tb_logger"}
