@@ -11,7 +11,7 @@ rendered page)::
     ```
 
 ``<!-- docs-test: continue -->`` runs a block after the page's previous block, in the same namespace (both
-options may be combined: ``setup=fit continue``; several setups: ``setup=fit,loggers``). Every block runs
+options may be combined: ``setup=fit continue``; several setups: ``setup=fit,model``). Every block runs
 in a fresh temporary directory, with W&B, Comet and Neptune offline, MLflow on its SQLite default, no
 network but loopback, and every ``Trainer`` short (2 epochs of 2 batches unless the block says otherwise).
 A setup is a context manager here, registered in ``SETUPS``: it yields the names the block may use and a
@@ -81,21 +81,6 @@ def _fit(root: Path) -> Iterator[tuple[Namespace, Check]]:
         trainer.fit(type("DocsModel", (model_class, BoringModel), {})())
 
     yield {**_lightning_names(), **_media()}, train
-
-
-@contextmanager
-def _loggers(root: Path) -> Iterator[tuple[Namespace, None]]:
-    """``tb_logger``, ``wandb_logger`` (offline in the tests) and ``csv_logger``, all under ``logs/``."""
-    from tracklight.loggers import CSVLogger, TensorBoardLogger, WandbLogger
-
-    yield (
-        {
-            "tb_logger": TensorBoardLogger("logs", name="tensorboard"),
-            "wandb_logger": WandbLogger(save_dir="logs"),
-            "csv_logger": CSVLogger("logs", name="csv"),
-        },
-        None,
-    )
 
 
 def _logging_model() -> Any:
@@ -201,7 +186,6 @@ def _s3_run(root: Path) -> Iterator[tuple[Namespace, None]]:
 SETUPS: dict[str, Setup] = {
     "lightning": _lightning,
     "fit": _fit,
-    "loggers": _loggers,
     "model": _model,
     "trained_csv": _trained_csv,
     "resume": _resume,

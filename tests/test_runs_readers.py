@@ -225,7 +225,8 @@ def test_damaged_files_are_named_and_the_other_runs_still_listed(
     (tmp_path / "badyaml" / "hparams.yaml").write_text("lr: [0.1,\n")
     (event,) = (tmp_path / "tb" / "version_0").glob("*.tracklight")
     data = bytearray(event.read_bytes())
-    data[200:230] = b"\xff" * 30  # garbage inside a record
+    middle = len(data) // 2  # inside a scalar record, past the HPARAMS records near the start
+    data[middle : middle + 30] = b"\xff" * 30  # garbage inside a record
     event.write_bytes(bytes(data))
 
     errors: list[RunError] = []

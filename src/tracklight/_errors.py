@@ -8,7 +8,18 @@ class TracklightError(Exception):
 
 
 class MissingDependencyError(TracklightError, ImportError):
-    """An optional package a logger needs is not installed; the message names the extra to install."""
+    """An optional package a logger needs is not installed; the message names the extra to install.
+
+    A message names an extra as ``pip install 'tracklight[X]'``; the error shows the command that works for
+    this install instead (``pip install -e '/path/to/clone[X]'`` from a clone: see ``tracklight._install``).
+    """
+
+    def __init__(self, *args: object, **kwargs: str | None) -> None:
+        from tracklight._install import fix_install_commands
+
+        if args and isinstance(args[0], str):
+            args = (fix_install_commands(args[0]), *args[1:])
+        super().__init__(*args, **kwargs)
 
 
 class TracklightWarning(UserWarning):

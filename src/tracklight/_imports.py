@@ -14,10 +14,11 @@ from typing import Any
 
 from tracklight._errors import MissingDependencyError
 
-#: Where the README explains how to install torch (the CPU build, pinned) before tracklight.
+#: No extra installs torch (an extra cannot choose its build): it goes in first, as the README's Install says.
 _TORCH_HINT = (
-    "Install torch first, pinned, e.g. for the CPU build: "
-    "pip install torch --index-url https://download.pytorch.org/whl/cpu (see the README)"
+    "torch is not installed; install it first, e.g. the CPU build: "
+    "pip install torch --index-url https://download.pytorch.org/whl/cpu "
+    "(add ==VERSION to choose the version; see the README's Install)"
 )
 
 

@@ -16,7 +16,14 @@ from tracklight.runs._run import summarize
 
 __all__ = ["cli"]
 
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON document (schema: docs/cli.md).")
+_JSON = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout: 'command', 'runs' (one object per run), 'errors' (path and message"
+    " per path not read), and the command's own keys (show: 'details', plot: 'panels', compare: 'params' and"
+    " 'metrics', export: 'exported').",
+)
 _LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "perplexity", "ppl", "wer", "cer", "distance")
 
 

@@ -15,6 +15,7 @@ from tracklight._fs import leaves_its_folder
 from tracklight._imports import is_available, is_instance_by_name, require
 from tracklight._metrics import are_plain, to_number
 from tracklight._rank import rank_zero_only
+from tracklight.formats.tb_hparams import hparams_summaries
 from tracklight.formats.tfevents import EventFile, SummaryLayout
 from tracklight.loggers._versioned import VersionedDirLogger
 from tracklight.loggers.logger import rank_zero_experiment
@@ -151,11 +152,11 @@ class TensorBoardLogger(VersionedDirLogger):
         if not metrics:
             return
         self.log_metrics(metrics, step)
-        summary = require("torch.utils.tensorboard.summary", "tensorboard")
+        # Encoded with TensorBoard's protobufs into the scalar event file: no torch needed for hyperparameters.
         flat = {key: _hparam_value(value) for key, value in flatten(self._hparams().values).items()}
-        writer = self.experiment._get_file_writer()
-        for part in summary.hparams(flat, {key: 0.0 for key in metrics}):
-            writer.add_summary(part, step)
+        events = self._event_file("")
+        for part in hparams_summaries(flat, metrics):
+            events.add_summary(0 if step is None else int(step), part)
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
