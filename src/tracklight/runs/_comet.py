@@ -16,13 +16,11 @@ import os
 import zipfile
 from typing import Any
 
-import numpy as np
-
 from tracklight._resumed import SDK_MARK
 from tracklight.params import flatten
 from tracklight.runs._files import mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo, last_step, last_time
-from tracklight.runs._superseded import supersede
+from tracklight.runs._superseded import merge
 
 #: The takeover step of an archive that did not supersede anything (an experiment continued by hand).
 _NEVER = 2**62
@@ -115,15 +113,7 @@ class CometRun(Run):
         if not self.earlier:
             return self._own_points()
         segments = [*self.earlier, self]
-        parts = [segment._own_points() for segment in segments]
-        takeovers = [segment._takeover() for segment in segments[1:]]
-        found = {}
-        for name in dict.fromkeys(name for part in parts for name in part):
-            pieces = [(index, part[name]) for index, part in enumerate(parts) if name in part]
-            merged = Points.concat([piece for _, piece in pieces])
-            owners = np.concatenate([np.full(len(piece), index) for index, piece in pieces])
-            found[name] = supersede(merged, owners, takeovers)
-        return found
+        return merge([segment._own_points() for segment in segments], [segment._takeover() for segment in segments[1:]])
 
     def _own_points(self) -> dict[str, Points]:
         columns: dict[str, tuple[list[int], list[float], list[float]]] = {}

@@ -16,7 +16,7 @@ import numpy as np
 
 from tracklight.runs._run import Points
 
-__all__ = ["keep", "segments_by_time", "supersede"]
+__all__ = ["keep", "merge", "segments_by_time", "supersede"]
 
 #: ``last_step`` of a process that took over before anything was logged: every earlier point is superseded.
 _NOTHING = -(2**62)
@@ -48,3 +48,17 @@ def supersede(points: Points, segments: np.ndarray, takeovers: Sequence[int | No
 def segments_by_time(times: np.ndarray, starts: Sequence[float]) -> np.ndarray:
     """The process that logged each point, from its time and the times (sorted) each later process took over."""
     return np.searchsorted(np.asarray(starts, dtype=np.float64), np.asarray(times, dtype=np.float64), side="right")
+
+
+def merge(parts: Sequence[dict[str, Points]], takeovers: Sequence[int | None]) -> dict[str, Points]:
+    """The points of a run written by several processes in turn (``parts``, oldest first), as one run: each metric's
+    points in order, without those a later process superseded (``takeovers[k]``: where process ``k + 1`` took over)."""
+    if len(parts) == 1:
+        return parts[0]
+    found = {}
+    for name in dict.fromkeys(name for part in parts for name in part):
+        pieces = [(index, part[name]) for index, part in enumerate(parts) if name in part]
+        merged = Points.concat([piece for _, piece in pieces])
+        owners = np.concatenate([np.full(len(piece), index, dtype=np.int64) for index, piece in pieces])
+        found[name] = supersede(merged, owners, takeovers)
+    return found
