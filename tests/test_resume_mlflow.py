@@ -154,18 +154,20 @@ def test_explicit_run_id_continue_run_false_and_unusable_states(uri: str, tmp_pa
         logger.finalize("success")
 
 
-def test_the_state_survives_torch_save_as_fabric_saves_it(uri: str, tmp_path: Path) -> None:
-    import torch
+def test_fabric_save_and_load_continue_the_run(uri: str, tmp_path: Path) -> None:
+    from lightning.fabric import Fabric
 
+    fabric = Fabric(accelerator="cpu", devices=1)
     options = {"experiment_name": "fabric", "tracking_uri": uri, "save_dir": str(tmp_path / "local")}
     first = MLFlowLogger(**options)
     log_steps(first, range(4))
-    torch.save({"logger": first.state_dict()}, tmp_path / "ckpt.pt")
+    fabric.save(tmp_path / "fabric.ckpt", {"logger": first, "step": 3})  # Fabric stores first.state_dict()
     log_steps(first, range(4, 6))
     first.finalize("success")
 
     second = MLFlowLogger(**options)
-    second.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True)["logger"])
+    rest = fabric.load(tmp_path / "fabric.ckpt", {"logger": second})  # Fabric calls second.load_state_dict()
+    assert rest == {"step": 3}
     log_steps(second, range(4, 7), offset=50.0)
     second.finalize("success")
     run = one_run(uri, "fabric")
