@@ -247,3 +247,30 @@ def test_state_dict_never_waits_for_the_store(tmp_path: Path) -> None:
     assert state["last_step"] == 3 and state["local_id"]
     blocker.unlink()
     logger.finalize("success")
+
+
+def test_through_a_tracking_server(mlflow_server: Any, tmp_path: Path) -> None:
+    """Over HTTP (MLflow's REST API): the run continued, its points read back through the server, each step once;
+    a state whose run the server does not have gives a new run."""
+    url = mlflow_server.running().url
+    options = {"experiment_name": "resume-http", "tracking_uri": url, "save_dir": str(tmp_path / "local")}
+    first = MLFlowLogger(**options)
+    assert first.version
+    log_steps(first, range(4))
+    state = first.state_dict()
+    log_steps(first, range(4, 7))
+    first.finalize("success")
+
+    second = MLFlowLogger(**options)
+    second.load_state_dict(state)
+    log_steps(second, range(4, 8), offset=100.0)
+    second.finalize("success")
+    assert second.run_id == first.run_id
+    expected = [(step, float(step)) for step in range(4)] + [(step, 100.0 + step) for step in range(4, 8)]
+    assert tracklight_points(url, first.run_id, "loss") == expected
+
+    gone = MLFlowLogger(**options)
+    gone.load_state_dict({**state, "run_id": "f" * 32})
+    with pytest.warns(TracklightWarning, match="has no run ffff"):
+        assert gone.run_id not in (None, first.run_id)
+    gone.finalize("success")
