@@ -140,3 +140,18 @@ def test_explicit_id_continue_run_false_and_unusable_states(tmp_path: Path) -> N
     assert started.version != "abc12345"
     started.finalize("success")
     end_run()
+
+
+def test_a_run_resumed_by_id_without_a_state_is_one_run_with_every_row(tmp_path: Path) -> None:
+    first = WandbLogger(save_dir=tmp_path / "w", project="by-id", id="byid1234")
+    log_steps(first, range(3))
+    first.finalize("success")
+    end_run()
+    second = WandbLogger(save_dir=tmp_path / "w", project="by-id", id="byid1234")
+    log_steps(second, range(2, 5), offset=10.0)  # no state: nothing is superseded, every row stays
+    second.finalize("success")
+    end_run()
+
+    assert [segment.branch_step for segment in read_runs(tmp_path / "w")] == [None, None]
+    expected = [(0, 0.0), (1, 1.0), (2, 2.0), (2, 12.0), (3, 13.0), (4, 14.0)]
+    assert points(tmp_path / "w") == expected
