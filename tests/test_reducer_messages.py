@@ -19,6 +19,7 @@ import torchmetrics
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, TensorDataset
 
+from tracklight import TracklightWarning
 from tracklight.reducer import LightningReducer
 
 
@@ -184,12 +185,12 @@ def test_warnings_keep_lightnings_sentence(tmp_path: Any) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             _trainer(tmp_path, callbacks).fit(WarningModule())
-        said.append([str(w.message) for w in caught if issubclass(w.category, UserWarning)])
+        said.append([(str(w.message), w.category) for w in caught if issubclass(w.category, UserWarning)])
     for phrase in WARNINGS:
-        theirs = [message for message in said[0] if re.search(phrase, message)]
-        ours = [message for message in said[1] if re.search(phrase, message)]
+        theirs = [message for message, _ in said[0] if re.search(phrase, message)]
+        ours = [(message, category) for message, category in said[1] if re.search(phrase, message)]
         assert theirs, f"the phrase is not Lightning's: {said[0]}"
-        assert ours and all("Fix:" in message for message in ours), said[1]
+        assert ours and all("Fix:" in message and category is TracklightWarning for message, category in ours)
 
 
 def test_misconfiguration_stays_lightnings_class(tmp_path: Any) -> None:

@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 from torch import Tensor
 
+from tracklight._errors import TracklightWarning
 from tracklight.reducer._hooks import known_levels, resolve_levels
 from tracklight.reducer._lightning_loop import LightningMisuseError, LightningStore, active_store
 from tracklight.reducer._values import is_metric, keep_tensor, normalize
@@ -198,7 +199,8 @@ def _log(
         rank_zero_warn(
             f"You called `self.log({name!r}, ..., logger=True)` but have no logger configured. You can enable one by "
             "doing `Trainer(logger=ALogger(...))`: without one the value only reaches callback_metrics. Fix: pass "
-            "Trainer(logger=...), e.g. Trainer(logger=tracklight.loggers.CSVLogger('logs'))."
+            "Trainer(logger=...), e.g. Trainer(logger=tracklight.loggers.CSVLogger('logs')).",
+            category=TracklightWarning,
         )
     results.record(
         fx,
