@@ -68,6 +68,21 @@ CASES: dict[str, tuple[str, Callable[[Any], Any], str]] = {
         lambda m: m.log("bad", 1.0, on_step=True),
         r"You can't `self.log\(on_step=True\)` inside `on_train_epoch_end`, must be one of",
     ),
+    "on_epoch=False at train start": (
+        "on_train_start",
+        lambda m: m.log("bad", 1.0, on_epoch=False),
+        r"You can't `self.log\(on_epoch=False\)` inside `on_train_start`, must be one of \(True,\)",
+    ),
+    "module without a metric attribute": (
+        "training_step",
+        lambda m: m.log("bad", torchmetrics.MeanMetric()),
+        "fix this by setting an attribute for the metric in your `LightningModule`",
+    ),
+    "dataloader_iter without batch_size": (
+        "training_step",
+        lambda m: m.log("bad", 1.0),
+        r"With `def training_step\(self, dataloader_iter\)`, `self.log\(..., batch_size=...\)` should be provided",
+    ),
     "both levels off": (
         "training_step",
         lambda m: m.log("bad", 1.0, on_step=False, on_epoch=False),
@@ -96,7 +111,8 @@ class Module(pl.LightningModule):
     def __init__(self, case: str) -> None:
         super().__init__()
         self.layer = torch.nn.Linear(2, 1)
-        self.tuple_metric = TupleMetric()
+        if case != "module without a metric attribute":
+            self.tuple_metric = TupleMetric()
         self.hook, self.action = CASES[case][:2]
 
     def _run(self, hook: str) -> None:
@@ -110,6 +126,9 @@ class Module(pl.LightningModule):
     def on_fit_start(self) -> None:
         self._run("on_fit_start")
 
+    def on_train_start(self) -> None:
+        self._run("on_train_start")
+
     def on_train_epoch_end(self) -> None:
         self._run("on_train_epoch_end")
 
@@ -118,6 +137,15 @@ class Module(pl.LightningModule):
 
     def train_dataloader(self) -> Any:
         return DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
+
+
+class IterModule(Module):
+    """A ``training_step`` that takes the iterator: the batch size cannot be inferred."""
+
+    def training_step(self, dataloader_iter: Any) -> Any:  # type: ignore[override]
+        batch = next(dataloader_iter)
+        self._run("training_step")
+        return self.layer(batch[0]).sum()
 
 
 def _trainer(tmp_path: Any, callbacks: list[Any], logger: Any = False) -> pl.Trainer:
@@ -138,7 +166,8 @@ def _trainer(tmp_path: Any, callbacks: list[Any], logger: Any = False) -> pl.Tra
 def _raised(tmp_path: Any, case: str, callbacks: list[Any]) -> BaseException:
     with pytest.raises(Exception) as raised, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _trainer(tmp_path, callbacks).fit(Module(case))
+        module = IterModule(case) if "dataloader_iter" in case else Module(case)
+        _trainer(tmp_path, callbacks).fit(module)
     return raised.value
 
 
