@@ -225,3 +225,20 @@ def test_warnings_keep_lightnings_sentence(tmp_path: Any) -> None:
 def test_misconfiguration_stays_lightnings_class(tmp_path: Any) -> None:
     ours = _raised(tmp_path, "hook that cannot log", [LightningReducer()])
     assert isinstance(ours, MisconfigurationException)
+
+
+def test_a_long_or_unprintable_value_is_shown_cut_and_never_hides_the_error() -> None:
+    from tracklight import InvalidMetricError
+    from tracklight.reducer import MetricReducer
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    reducer = MetricReducer()
+    reducer.start_epoch("train")
+    with pytest.raises(InvalidMetricError, match=r"`reducer.log\(x, <Unprintable>\)` was called, but `Unprintable`"):
+        reducer.log("x", Unprintable())
+    with pytest.raises(InvalidMetricError, match=r"`reducer.log\(x, \[0, 1, 2, .*\.\.\.\)` was called") as raised:
+        reducer.log("x", list(range(1000)))
+    assert len(str(raised.value)) < 500

@@ -20,7 +20,7 @@ from tracklight.reducer._entry import FOLD_AT, Entry
 from tracklight.reducer._errors import InvalidMetricError, LoggingMisuseError
 from tracklight.reducer._sync import Slot, distributed_world, reduce_across_ranks
 from tracklight.reducer._table import resolve_reduction
-from tracklight.reducer._values import Scalar, default_dtype
+from tracklight.reducer._values import Scalar, default_dtype, shown
 
 __all__ = ["Store"]
 
@@ -303,10 +303,9 @@ class Store:
     def _compute_metric(self, entry: Entry) -> Any:
         value = entry.metric.compute()
         if not isinstance(value, Tensor):
-            shown = str(value)
             raise InvalidMetricError(
                 f"The `.compute()` return of the metric logged as {entry.name!r} must be a tensor. Found "
-                f"{shown[:200] + '...' if len(shown) > 200 else shown}, a {type(value).__name__}. Fix: log each value "
+                f"{shown(value)}, a {type(value).__name__}. Fix: log each value "
                 "of a Metric that computes several under its own key (or log a MetricCollection with log_dict)."
             )
         return value.detach()

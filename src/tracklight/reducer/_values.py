@@ -119,10 +119,7 @@ _SHOWN = 200
 def _unloggable(name: str, value: Any, call: str) -> str:
     # Lightning's sentence first, as Lightning words it (so a test's match= written for Lightning still
     # matches), then what to do.
-    shown = str(value)
-    if len(shown) > _SHOWN:
-        shown = shown[:_SHOWN] + "..."
-    said = f"`{call}({name}, {shown})` was called, but"
+    said = f"`{call}({name}, {shown(value)})` was called, but"
     kind = type(value).__name__
     if isinstance(value, Mapping):
         if any(isinstance(v, Mapping) for v in value.values()):
@@ -143,6 +140,15 @@ def _unloggable(name: str, value: Any, call: str) -> str:
         f"{said} `{kind}` values cannot be logged: only numbers, one-element tensors and torchmetrics Metrics can "
         f"be logged as {name!r}. Fix: convert it to a number or a tensor first, e.g. torch.as_tensor(value)."
     )
+
+
+def shown(value: Any) -> str:
+    """``str(value)`` for an error message: cut to its first characters, and never raising."""
+    try:
+        text = str(value)
+    except Exception:  # a broken __str__ must not hide the error being reported
+        return f"<{type(value).__name__}>"
+    return text[:_SHOWN] + "..." if len(text) > _SHOWN else text
 
 
 def warn_not_floating(name: str, call: str, fx: str | None = None) -> str:
