@@ -43,6 +43,8 @@ def _loaded_heavy_modules(statement: str) -> list[str]:
         "from tracklight import loggers as pl_loggers",
         "import tracklight.media, tracklight.params",
         "from tracklight.loggers import CSVLogger, LoggerCollection, TensorBoardLogger",
+        "from tracklight.loggers.csv_logs import CSVLogger; from tracklight.loggers.logger import DummyLogger",
+        "from tracklight.fabric.loggers import CSVLogger, Logger, TensorBoardLogger",
     ],
 )
 def test_import_loads_no_heavy_package(statement: str) -> None:

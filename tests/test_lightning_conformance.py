@@ -129,16 +129,8 @@ LEDGER: dict[str, tuple[int, str, str]] = {
     "test_logger.py::test_multiple_loggers": (1, MATCH, "test_custom_logger_in_a_trainer"),
     "test_logger.py::test_multiple_loggers_pickle": (1, MATCH, "test_a_trainer_with_custom_loggers_pickles"),
     "test_logger.py::test_adding_step_key": (1, MATCH, "test_a_logged_step_key_is_the_step"),
-    "test_logger.py::test_dummylogger_noop_method_calls": (
-        1,
-        NOT_APPLICABLE,
-        "DummyLogger is the Trainer's own stand-in, not a logger users build; tracklight has none",
-    ),
-    "test_logger.py::test_dummlogger_arbitrary_method_calls": (
-        1,
-        NOT_APPLICABLE,
-        "DummyLogger is the Trainer's own stand-in, not a logger users build; tracklight has none",
-    ),
+    "test_logger.py::test_dummylogger_noop_method_calls": (1, MATCH, "test_dummy_logger_takes_any_call"),
+    "test_logger.py::test_dummlogger_arbitrary_method_calls": (1, MATCH, "test_dummy_logger_takes_any_call"),
     "test_logger.py::test_dummyexperiment_support_item_assignment": (
         1,
         MATCH,
@@ -706,6 +698,14 @@ def test_a_logged_step_key_is_the_step(tmp_path: Path) -> None:
     logger = Checking(save_dir=tmp_path)
     _trainer(tmp_path, logger, max_epochs=3, num_sanity_val_steps=0).fit(StepKey())
     assert logger.seen == [1, 2, 3]
+
+
+def test_dummy_logger_takes_any_call() -> None:
+    from tracklight.loggers.logger import DummyLogger
+
+    logger = DummyLogger()
+    assert logger.log_hyperparams("1", 2, three="three") is None and logger.log_metrics("1", 2, three="three") is None
+    assert callable(logger.log_text) and logger.log_text("key", "text") is None and logger.not_a_method(1) is None
 
 
 def test_dummy_experiment_takes_any_call_and_item() -> None:

@@ -100,3 +100,10 @@ def test_version_is_a_string() -> None:
 
 def test_dir_lists_the_public_names() -> None:
     assert set(TRACKLIGHT_ALL) <= set(dir(tracklight))
+
+
+def test_fabric_loggers_all_is_pinned() -> None:
+    import tracklight.fabric.loggers
+
+    assert sorted(tracklight.fabric.loggers.__all__) == ["CSVLogger", "Logger", "TensorBoardLogger"]
+    assert tracklight.fabric.loggers.Logger is tracklight.loggers.Logger  # one contract for Trainer and Fabric

@@ -291,14 +291,14 @@ def test_values_changed_in_place_after_log_keep_the_logged_value() -> None:
 @pytest.mark.parametrize(
     ("value", "kwargs", "error", "pattern"),
     [
-        ({"a": {"b": 1.0}}, {}, InvalidMetricError, r"'bad'.*nested.*Fix: flatten"),
-        ({"a": 1.0}, {}, InvalidMetricError, r"'bad'.*Fix: use log_dict"),
-        ("text", {}, InvalidMetricError, r"'bad'.*string.*Fix"),
-        (None, {}, InvalidMetricError, r"'bad'.*NoneType.*Fix"),
-        ([1.0, 2.0], {}, InvalidMetricError, r"'bad'.*list.*Fix"),
-        (torch.ones(3), {}, InvalidMetricError, r"'bad'.*shape \(3,\).*Fix: reduce it first"),
-        (1.0, {"on_step": False, "on_epoch": False}, LoggingMisuseError, r"'bad'.*logs nothing.*Fix"),
-        (1.0, {"reduce_fx": "median"}, LoggingMisuseError, r"'bad'.*median.*Fix"),
+        ({"a": {"b": 1.0}}, {}, InvalidMetricError, r"nested dictionaries cannot be logged. Fix: flatten 'bad'"),
+        ({"a": 1.0}, {}, InvalidMetricError, r"`dict` values cannot be logged.*'bad'.*Fix: use reducer.log_dict"),
+        ("text", {}, InvalidMetricError, r"`str` values cannot be logged.*'bad'.*string.*Fix"),
+        (None, {}, InvalidMetricError, r"`reducer.log\(bad, None\)` was called, but `NoneType` .*'bad'.*Fix"),
+        ([1.0, 2.0], {}, InvalidMetricError, r"`list` values cannot be logged.*'bad'.*Fix"),
+        (torch.ones(3), {}, InvalidMetricError, r"single element. You can try.*'bad'.*shape \(3,\).*Fix: reduce it"),
+        (1.0, {"on_step": False, "on_epoch": False}, LoggingMisuseError, r"is not useful: 'bad'.*Fix"),
+        (1.0, {"reduce_fx": "median"}, LoggingMisuseError, r"are supported.*Found: median \(for 'bad'\).*Fix"),
     ],
 )
 def test_bad_values_and_flags_name_the_key_and_the_fix(
@@ -321,7 +321,8 @@ def test_misuse_of_the_loop_boundaries_names_the_fix() -> None:
     with pytest.raises(LoggingMisuseError, match=r"'train' epoch is open.*end_epoch"):
         reducer.start_epoch("train")
     reducer.log("x", 1.0)
-    with pytest.raises(LoggingMisuseError, match=r"'x'.*twice.*on_epoch: False then True.*Fix"):
+    twice = r"`reducer.log\(x, ...\)` twice.*'x' changed on_epoch: False then True.*Fix"
+    with pytest.raises(LoggingMisuseError, match=twice):
         reducer.log("x", 1.0, on_epoch=True)
     reducer.log("x", 2.0, reduce_fx=torch.mean)  # the same reduction spelled another way is the same call
     with pytest.raises(LoggingMisuseError, match=r"dataloader_idx.*Fix: log it as 'y'"):
@@ -333,7 +334,8 @@ def test_misuse_of_the_loop_boundaries_names_the_fix() -> None:
 def test_integer_tensors_warn_once_and_are_reduced_as_floats() -> None:
     reducer = MetricReducer()
     with reducer.epoch("validate"):
-        with pytest.warns(TracklightWarning, match=r"'count'.*not floating point.*Fix"):
+        lightnings = r"`reducer.log\('count', ...\)` in your `validation_step` but the value needs to be floating"
+        with pytest.warns(TracklightWarning, match=lightnings + ".*Fix"):
             reducer.log("count", torch.tensor(3))
         with warnings.catch_warnings():
             warnings.simplefilter("error")

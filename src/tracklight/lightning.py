@@ -30,16 +30,22 @@ _waiting: set[str] = set()
 
 
 def register_with(module: ModuleType) -> None:
-    """Register tracklight's ``Logger``, ``CSVLogger`` and ``TensorBoardLogger`` with the same-named
-    classes of one Lightning ``loggers`` module."""
+    """Register tracklight's ``Logger``, ``CSVLogger`` and ``TensorBoardLogger`` (and, for Fabric's module,
+    those of ``tracklight.fabric.loggers``) with the same-named classes of one Lightning ``loggers`` module."""
     from tracklight import loggers
 
+    ours: list[Any] = [loggers]
+    if module.__name__.endswith("fabric.loggers"):
+        from tracklight.fabric import loggers as fabric_loggers
+
+        ours.append(fabric_loggers)  # subclasses of the above already count; registered so they always do
     # Lightning sorts WandbLogger first when it sets loggers up; registering ours keeps that order.
-    for attribute in ("Logger", "CSVLogger", "TensorBoardLogger", "WandbLogger"):
-        theirs = getattr(module, attribute, None)
-        register = getattr(theirs, "register", None)
-        if register is not None:
-            register(getattr(loggers, attribute))
+    for namespace in ours:
+        for attribute in ("Logger", "CSVLogger", "TensorBoardLogger", "WandbLogger"):
+            theirs = getattr(module, attribute, None)
+            register = getattr(theirs, "register", None)
+            if register is not None and hasattr(namespace, attribute):
+                register(getattr(namespace, attribute))
     _adopt_experiment_writer(sys.modules.get(f"{module.__name__}.csv_logs"))
 
 

@@ -52,7 +52,7 @@ class VersionedDirLogger(Logger):
     @property
     def version(self) -> int | str:
         if self._version is None:
-            root = os.path.expanduser(os.path.expandvars(self.root_dir))  # where log_dir will be: "~" expanded
+            root = os.path.expanduser(os.path.expandvars(self._versions_dir))  # where log_dir will be: "~" expanded
             self._version = claim_next_version(root) if global_rank() == 0 else next_version(root)
             if self._remote and global_rank() == 0:
                 self._open_remote(claimed=True)
@@ -66,6 +66,15 @@ class VersionedDirLogger(Logger):
 
     @property
     def root_dir(self) -> str:
+        return self._name_dir()
+
+    @property
+    def _versions_dir(self) -> str:
+        """The folder holding the version folders: ``root_dir`` (so a subclass that overrides it moves them);
+        Fabric's loggers, whose ``root_dir`` means ``save_dir``, override this instead."""
+        return self.root_dir
+
+    def _name_dir(self) -> str:
         # Through the properties, so a subclass that overrides `name` (or `save_dir`) moves its directories.
         if self._remote:
             return join(self.save_dir, self.name)
@@ -79,8 +88,8 @@ class VersionedDirLogger(Logger):
     def log_dir(self) -> str:
         version = self.version if isinstance(self.version, str) else f"version_{self.version}"
         if self._remote:
-            return join(self.root_dir, version, self._sub_dir or "")  # a URL: no "~" nor "$VAR" in it
-        path = os.path.join(self.root_dir, version)
+            return join(self._versions_dir, version, self._sub_dir or "")  # a URL: no "~" nor "$VAR" in it
+        path = os.path.join(self._versions_dir, version)
         if self._sub_dir:
             path = os.path.join(path, self._sub_dir)
         return os.path.expandvars(os.path.expanduser(path))
@@ -102,7 +111,7 @@ class VersionedDirLogger(Logger):
         from tracklight.remote._run import open_run
 
         version = self._version if isinstance(self._version, str) else f"version_{self._version}"
-        version_url = join(self.root_dir, version)
+        version_url = join(self._versions_dir, version)
         # log_dir, built here from the version already chosen (log_dir itself would ask for the version again)
         log_dir = join(version_url, self._sub_dir or "")
         self._remote_run = open_run(log_dir, None if claimed else version_url)

@@ -22,7 +22,7 @@ from tracklight._rank import global_rank, rank_zero_only
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["DummyExperiment", "Logger", "rank_zero_experiment", "rank_zero_only"]
+__all__ = ["DummyExperiment", "DummyLogger", "Logger", "rank_zero_experiment", "rank_zero_only"]
 
 
 class Logger(ABC):
@@ -245,3 +245,49 @@ class DummyExperiment:
 
     def __setitem__(self, *args: Any) -> None:
         pass
+
+
+class DummyLogger(Logger):
+    """A logger that logs nothing, as Lightning's ``DummyLogger`` (which the Trainer puts in place of the user's
+    loggers for ``fast_dev_run`` and the tuner): every method, known or not, does nothing.
+
+    Example:
+        >>> logger = DummyLogger()
+        >>> logger.log_metrics({"loss": 0.5}, step=0)
+        >>> logger.anything_at_all(1, 2), logger[0] is logger, logger.experiment.add_scalar("x", 1.0)
+        (None, True, None)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._experiment = DummyExperiment()
+
+    @property
+    def experiment(self) -> DummyExperiment:
+        return self._experiment
+
+    def log_metrics(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    @property
+    def name(self) -> str:
+        return ""
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    def __getitem__(self, idx: int) -> DummyLogger:
+        return self
+
+    def _keep_media(self, kind: str, key: str, step: int | None, files: list[tuple[str, bytes]], **meta: Any) -> None:
+        pass  # the media API logs nothing either, and says nothing about it
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def method(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        return method

@@ -20,7 +20,7 @@ from tracklight.reducer._entry import FOLD_AT, Entry
 from tracklight.reducer._errors import InvalidMetricError, LoggingMisuseError
 from tracklight.reducer._sync import Slot, distributed_world, reduce_across_ranks
 from tracklight.reducer._table import resolve_reduction
-from tracklight.reducer._values import Scalar, default_dtype
+from tracklight.reducer._values import Scalar, default_dtype, shown
 
 __all__ = ["Store"]
 
@@ -182,9 +182,9 @@ class Store:
         )
         changed = ", ".join(f"{n}: {a!r} then {b!r}" for n, a, b in zip(names, old, new, strict=True) if a != b)
         raise self._misuse_error(
-            f"{self.call}({entry.name!r}, ...) was called twice in `{fx}` with different arguments ({changed}). "
-            f"One key logged in one hook is reduced one way. Fix: pass the same arguments every time, or log the "
-            f"other variant under another name (e.g. {entry.name + '_2'!r})."
+            f"You called `{self.call}({entry.name}, ...)` twice in `{fx}` with different arguments. This is not "
+            f"allowed: one key logged in one hook is reduced one way, and {entry.name!r} changed {changed}. Fix: pass "
+            f"the same arguments every time, or log the other variant under another name (e.g. {entry.name + '_2'!r})."
         )
 
     # ---- read ------------------------------------------------------------------------------------------
@@ -254,8 +254,10 @@ class Store:
                 if world > 1 and not asked_for_sync and (entry.key, "sync") not in self._warned:
                     self._warned.add((entry.key, "sync"))
                     self._warn(
-                        f"{entry.name!r} is reduced over the epoch on each rank separately. Fix: pass "
-                        f"sync_dist=True to log it to reduce it across ranks, if that is what you want."
+                        f"It is recommended to use `{self.call}({entry.name!r}, ..., sync_dist=True)` when logging on "
+                        "epoch level in distributed setting to accumulate the metric across devices: without it, "
+                        f"each rank reduces its own values of {entry.name!r}. Fix: pass sync_dist=True to "
+                        f"{self.call}({entry.name!r}, ...), if a value over every rank is what you want."
                     )
         if point is not None and world > 1 and None not in synced:
             synced[None] = []  # a place every rank reaches: check the keys even with nothing to reduce here
@@ -302,9 +304,9 @@ class Store:
         value = entry.metric.compute()
         if not isinstance(value, Tensor):
             raise InvalidMetricError(
-                f"The torchmetrics Metric logged as {entry.name!r} returned {type(value).__name__} from compute(); "
-                "a logged Metric must compute one tensor. Fix: log each value of a Metric that computes several "
-                "under its own key (or log a MetricCollection with log_dict)."
+                f"The `.compute()` return of the metric logged as {entry.name!r} must be a tensor. Found "
+                f"{shown(value)}, a {type(value).__name__}. Fix: log each value "
+                "of a Metric that computes several under its own key (or log a MetricCollection with log_dict)."
             )
         return value.detach()
 

@@ -41,15 +41,16 @@ def infer_batch_size(batch: Any) -> int:
             found = size
         elif size != found:
             warnings.warn(
-                f"The batch holds tensors of different lengths; its batch size is taken as {found}, the length of "
-                "the first. Fix: pass log(..., batch_size=...) to weigh the epoch mean by the right size.",
+                "Trying to infer the `batch_size` from an ambiguous collection. The batch size we found is "
+                f"{found}: the batch holds tensors of different lengths, and the first is taken. Fix: pass "
+                "log(..., batch_size=...) to weigh the epoch mean by the right size.",
                 TracklightWarning,
                 stacklevel=4,
             )
             break
     if found is None:
         raise LoggingMisuseError(
-            f"The batch size of a batch of type {type(batch).__name__} could not be inferred: it holds no tensor. "
-            "Fix: pass the number of samples with log(..., batch_size=n)."
+            f"We could not infer the batch_size from the batch: a batch of type {type(batch).__name__} holds no "
+            "tensor. Fix: pass the number of samples with log(..., batch_size=n)."
         )
     return found

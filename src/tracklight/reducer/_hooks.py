@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from tracklight.reducer._errors import LoggingMisuseError
 
-__all__ = ["HOOKS", "STAGE_HOOKS", "HookRule", "known_levels", "resolve_levels"]
+__all__ = ["HOOKS", "STAGE_HOOKS", "HookRule", "known_levels", "not_useful", "resolve_levels"]
 
 
 class HookRule(NamedTuple):
@@ -142,33 +142,42 @@ def resolve_levels(
     if cached is not None:
         return cached
     rule = HOOKS.get(fx, _UNKNOWN)
+    # Each message opens with Lightning's sentence for the same mistake (a test's match= written for Lightning
+    # still matches), then names the key and the fix.
     if rule is None:
         raise error(
-            f"{call}({name!r}, ...) was called inside `{fx}`, where values cannot be logged: nothing reduces or "
-            f"sends them from there. Fix: log it from a step or epoch hook (e.g. on_train_epoch_end), or write it "
-            f"to the logger directly: self.logger.log_metrics({{{name!r}: value}})."
+            f"You can't `{call}()` inside `{fx}`. HINT: You can still log directly to the logger by using "
+            f"`self.logger.experiment`. Nothing reduces or sends {name!r} from there. Fix: log it from a step or "
+            f"epoch hook (e.g. on_train_epoch_end), or write it to the logger: "
+            f"self.logger.log_metrics({{{name!r}: value}})."
         )
     if rule is _UNKNOWN:
         raise error(
-            f"{call}({name!r}, ...) was called inside `{fx}`, a hook tracklight has no logging rule for. Fix: log "
-            "it from a step or epoch hook (training_step, validation_step, on_train_epoch_end ...)."
+            f"Logging inside `{fx}` is not implemented: {call}({name!r}, ...) was called in a hook tracklight has "
+            "no logging rule for. Fix: log it from a step or epoch hook (training_step, validation_step, "
+            "on_train_epoch_end ...)."
         )
     step = rule.default_on_step if on_step is None else on_step
     epoch = rule.default_on_epoch if on_epoch is None else on_epoch
     if step not in rule.allowed_on_step:
         raise error(
-            f"{call}({name!r}, ..., on_step={step}) is not allowed inside `{fx}`: values logged there are "
-            f"epoch-level only. Fix: drop on_step (or pass on_step=False)."
+            f"You can't `{call}(on_step={step})` inside `{fx}`, must be one of {rule.allowed_on_step}: values "
+            f"logged there, such as {name!r}, are epoch-level only. Fix: drop on_step (or pass on_step=False)."
         )
     if epoch not in rule.allowed_on_epoch:
         raise error(
-            f"{call}({name!r}, ..., on_epoch={epoch}) is not allowed inside `{fx}`: values logged there are "
-            f"reduced over the epoch. Fix: drop on_epoch (or pass on_epoch=True)."
+            f"You can't `{call}(on_epoch={epoch})` inside `{fx}`, must be one of {rule.allowed_on_epoch}: values "
+            f"logged there, such as {name!r}, are reduced over the epoch. Fix: drop on_epoch (or pass on_epoch=True)."
         )
     if not step and not epoch:
-        raise error(
-            f"{call}({name!r}, ..., on_step=False, on_epoch=False) logs nothing: the value would be neither sent "
-            "per step nor reduced per epoch. Fix: set on_step=True, on_epoch=True, or both."
-        )
+        raise error(not_useful(name, call))
     known_levels[(fx, on_step, on_epoch)] = (step, epoch)
     return step, epoch
+
+
+def not_useful(name: str, call: str) -> str:
+    """The error for ``on_step=False, on_epoch=False``."""
+    return (
+        f"`{call}(on_step=False, on_epoch=False)` is not useful: {name!r} would be neither sent per step nor "
+        "reduced per epoch, so it logs nothing. Fix: set on_step=True, on_epoch=True, or both."
+    )

@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 from torch import Tensor
 
+from tracklight._errors import TracklightWarning
 from tracklight.reducer._hooks import known_levels, resolve_levels
 from tracklight.reducer._lightning_loop import LightningMisuseError, LightningStore, active_store
 from tracklight.reducer._values import is_metric, keep_tensor, normalize
@@ -91,6 +92,7 @@ def _attach_to_callbacks(module: pl.LightningModule) -> None:
 
 def _not_managed(name: str) -> str:
     return (
+        "You are trying to `self.log()` but it is not managed by the `Trainer` control flow: "
         f"self.log({name!r}, ...) was called outside the hooks the Trainer runs, so there is no loop to log into. "
         "Fix: call it from training_step, validation_step, test_step or a hook the Trainer calls."
     )
@@ -103,11 +105,18 @@ def _metric_attribute(module: pl.LightningModule, metric: Any, name: str) -> str
         module._metric_attributes = attributes
     attribute = attributes.get(id(metric))
     if attribute is None:
-        where = f"one of {sorted(attributes.values())}" if attributes else "an attribute name"
+        # Lightning's two sentences (one when the module holds no Metric at all), then what tracklight adds
+        said = "Could not find the `LightningModule` attribute for the `torchmetrics.Metric` logged."
+        if attributes:
+            said += (
+                f" You can fix this by calling `self.log({name}, ..., metric_attribute=name)` where `name` is one of "
+                f"{list(attributes.values())}. Fix: pass metric_attribute=, or assign"
+            )
+        else:
+            said += " You can fix this by setting an attribute for the metric in your `LightningModule`. Fix: assign"
         raise LightningMisuseError(
-            f"self.log({name!r}, metric): the torchmetrics Metric is not an attribute of the LightningModule, so "
-            f"its state cannot be saved and restored with the module. Fix: assign it in __init__ "
-            f"(self.my_metric = Metric(...)), or pass self.log({name!r}, ..., metric_attribute=...) with {where}."
+            f"{said} the Metric logged as {name!r} in __init__ (self.my_metric = Metric(...)), so that its state is "
+            "saved and restored with the module."
         )
     return attribute
 
@@ -158,12 +167,12 @@ def _log(
             metric_attribute,
             rank_zero_only,
         )
+    fx = module._current_fx_name
     if isinstance(value, Tensor):
-        value = keep_tensor(name, value, "self.log")
+        value = keep_tensor(name, value, "self.log", fx)
         metric = False
     else:
-        value, metric = normalize(name, value, "self.log")
-    fx = module._current_fx_name
+        value, metric = normalize(name, value, "self.log", fx)
     if fx is None:
         raise LightningMisuseError(_not_managed(name))
     levels = known_levels.get((fx, on_step, on_epoch))
@@ -179,16 +188,19 @@ def _log(
         metric_attribute = _metric_attribute(module, value, name)
     if facts.dataloader_iter and batch_size is None and trainer.training:  # type: ignore[union-attr]
         raise LightningMisuseError(
-            f"self.log({name!r}, ...) in a training_step that takes dataloader_iter cannot see the batch, so it "
-            f"cannot infer the batch size. Fix: pass self.log({name!r}, ..., batch_size=n)."
+            "With `def training_step(self, dataloader_iter)`, `self.log(..., batch_size=...)` should be provided: "
+            f"the step cannot see the batch, so the batch size of {name!r} cannot be inferred. "
+            f"Fix: pass self.log({name!r}, ..., batch_size=n)."
         )
     if logger is None:
         logger = True
     elif logger and trainer.logger is None and name not in facts.warned_no_logger:  # type: ignore[union-attr]
         facts.warned_no_logger.add(name)
         rank_zero_warn(
-            f"self.log({name!r}, ..., logger=True) was called but the Trainer has no logger, so the value only "
-            "reaches callback_metrics. Fix: pass Trainer(logger=...) (e.g. tracklight.loggers.CSVLogger('logs'))."
+            f"You called `self.log({name!r}, ..., logger=True)` but have no logger configured. You can enable one by "
+            "doing `Trainer(logger=ALogger(...))`: without one the value only reaches callback_metrics. Fix: pass "
+            "Trainer(logger=...), e.g. Trainer(logger=tracklight.loggers.CSVLogger('logs')).",
+            category=TracklightWarning,
         )
     results.record(
         fx,

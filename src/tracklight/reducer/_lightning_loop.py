@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from tracklight.reducer._accumulator import Entry, Store
 from tracklight.reducer._errors import LoggingMisuseError
+from tracklight.reducer._hooks import not_useful
 from tracklight.reducer._values import Scalar, materialize, normalize, to_floats
 
 __all__ = ["LightningMisuseError", "LightningStore", "ReducerConnector"]
@@ -81,11 +82,8 @@ class LightningStore(Store):
     ) -> None:
         """What Lightning's own ``LightningModule.log`` calls: used for modules that override ``log``."""
         if not on_step and not on_epoch:
-            raise LightningMisuseError(
-                f"self.log({name!r}, ..., on_step=False, on_epoch=False) logs nothing. "
-                "Fix: set on_step=True, on_epoch=True, or both."
-            )
-        value, metric = normalize(name, value, "self.log")
+            raise LightningMisuseError(not_useful(name, "self.log"))
+        value, metric = normalize(name, value, "self.log", fx)
         self.record(
             fx,
             name,

@@ -122,10 +122,10 @@ def resolve_reduction(
         name = _torch_function_name(reduce_fx)
     if name is None:
         raise error(
-            f"{call}({key!r}, ..., reduce_fx={getattr(reduce_fx, '__name__', reduce_fx)!r}): only 'mean' (or 'avg'), "
-            "'sum', 'max' and 'min' "
-            "(as strings, the builtins sum/max/min or torch.mean/sum/max/min) can reduce a logged value. "
-            "Fix: use one of those, or log a torchmetrics.Metric whose compute() does the custom reduction."
+            f"Only `{call}(..., reduce_fx={{min,max,mean,sum}})` are supported. If you need a custom reduction, "
+            f"please log a `torchmetrics.Metric` instance instead. Found: {reduce_fx} (for {key!r}). Fix: use 'mean' "
+            "(or 'avg'), 'sum', 'max' or 'min', as strings, the builtins sum/max/min or torch.mean/sum/max/min, or "
+            "log a torchmetrics.Metric whose compute() does the custom reduction."
         )
     reduction = REDUCTIONS[name]
     with contextlib.suppress(TypeError):  # unhashable callables are resolved each time

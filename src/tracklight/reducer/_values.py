@@ -63,7 +63,7 @@ def is_metric(value: Any) -> bool:
     return is_instance_by_name(value, _METRIC_CLASS)
 
 
-def normalize(name: str, value: Any, call: str = "log") -> tuple[Any, bool]:
+def normalize(name: str, value: Any, call: str = "log", fx: str | None = None) -> tuple[Any, bool]:
     """``(value, is_metric)`` with ``value`` safe to keep: a detached one-element tensor of at least float32
     that later in-place changes cannot alter, a Python float, or a ``torchmetrics.Metric``.
 
@@ -72,7 +72,7 @@ def normalize(name: str, value: Any, call: str = "log") -> tuple[Any, bool]:
             more than one element; the message names the key and the fix.
     """
     if isinstance(value, Tensor):
-        return keep_tensor(name, value, call), False
+        return keep_tensor(name, value, call, fx), False
     kind = type(value)
     if kind is float:
         return value, False
@@ -87,22 +87,22 @@ def normalize(name: str, value: Any, call: str = "log") -> tuple[Any, bool]:
     raise InvalidMetricError(_unloggable(name, value, call))
 
 
-def keep_tensor(name: str, value: Tensor, call: str = "log") -> Tensor:
+def keep_tensor(name: str, value: Tensor, call: str = "log", fx: str | None = None) -> Tensor:
     """A logged tensor made safe to keep: one element, 0-d, float32 or float64, detached, and copied when
-    something could change it in place later."""
+    something could change it in place later. ``fx`` (the hook) only names the place in the warning."""
     if value.dim():
         if value.numel() != 1:
             raise InvalidMetricError(
-                f"{call}({name!r}, ...) got a tensor of shape {tuple(value.shape)}; only one-element tensors can be "
-                f"logged. Fix: reduce it first, e.g. {call}({name!r}, value.mean()), or log each element under its "
-                "own key."
+                f"`{call}({name}, {value})` was called, but the tensor must have a single element. You can try doing "
+                f"`{call}({name}, {value}.mean())`: {name!r} got a tensor of shape {tuple(value.shape)}. Fix: reduce "
+                f"it first, e.g. {call}({name!r}, value.mean()), or log each element under its own key."
             )
         value = value.reshape(())
     dtype = value.dtype
     if dtype is not _float32 and dtype is not _float64:
         if not value.is_floating_point() and name not in _warned_not_floating:
             _warned_not_floating.add(name)
-            warnings.warn(warn_not_floating(name, call), TracklightWarning, stacklevel=4)
+            warnings.warn(warn_not_floating(name, call, fx), TracklightWarning, stacklevel=4)
         return value.detach().to(default_dtype())  # a copy: nothing can change it later
     if value.is_leaf or value._base is not None:
         # Leaves (parameters, buffers, anything made under no_grad) and views can be changed in place after
@@ -112,31 +112,51 @@ def keep_tensor(name: str, value: Tensor, call: str = "log") -> Tensor:
     return value.detach()
 
 
+#: How much of an unloggable value an error message shows (Lightning shows all of it).
+_SHOWN = 200
+
+
 def _unloggable(name: str, value: Any, call: str) -> str:
+    # Lightning's sentence first, as Lightning words it (so a test's match= written for Lightning still
+    # matches), then what to do.
+    said = f"`{call}({name}, {shown(value)})` was called, but"
     kind = type(value).__name__
     if isinstance(value, Mapping):
         if any(isinstance(v, Mapping) for v in value.values()):
             return (
-                f"{call}({name!r}, ...) got a nested dict; nested dicts cannot be logged. "
-                f"Fix: flatten it and use log_dict(), e.g. log_dict({{'{name}/a': ..., '{name}/b': ...}})."
+                f"{said} nested dictionaries cannot be logged. Fix: flatten {name!r} and use {call}_dict(), "
+                f"e.g. {call}_dict({{'{name}/a': ..., '{name}/b': ...}})."
             )
-        return f"{call}({name!r}, ...) got a dict; log() takes one value. Fix: use log_dict() for several values."
+        return (
+            f"{said} `{kind}` values cannot be logged: {call}() takes one value for {name!r}. "
+            f"Fix: use {call}_dict() for several values."
+        )
     if isinstance(value, str):
         return (
-            f"{call}({name!r}, {value!r:.40}) got a string; only numbers, one-element tensors and torchmetrics "
-            "Metrics can be logged. Fix: log text with logger.log_text(), or log a number."
+            f"{said} `{kind}` values cannot be logged: {name!r} got a string; only numbers, one-element tensors and "
+            "torchmetrics Metrics can be logged. Fix: log text with logger.log_text(), or log a number."
         )
     return (
-        f"{call}({name!r}, ...) got a value of type {kind}; only numbers, one-element tensors and torchmetrics "
-        "Metrics can be logged. Fix: convert it to a number or a tensor first, e.g. torch.as_tensor(value)."
+        f"{said} `{kind}` values cannot be logged: only numbers, one-element tensors and torchmetrics Metrics can "
+        f"be logged as {name!r}. Fix: convert it to a number or a tensor first, e.g. torch.as_tensor(value)."
     )
 
 
-def warn_not_floating(name: str, call: str) -> str:
+def shown(value: Any) -> str:
+    """``str(value)`` for an error message: cut to its first characters, and never raising."""
+    try:
+        text = str(value)
+    except Exception:  # a broken __str__ must not hide the error being reported
+        return f"<{type(value).__name__}>"
+    return text[:_SHOWN] + "..." if len(text) > _SHOWN else text
+
+
+def warn_not_floating(name: str, call: str, fx: str | None = None) -> str:
+    where = f" in your `{fx}`" if fx else ""
     return (
-        f"{call}({name!r}, ...) got a tensor that is not floating point; it is converted to {default_dtype()} to "
-        f"be reduced. Fix: convert it yourself (value.float()), or, for a value you do not want reduced such as "
-        f"a counter, write it to the logger directly: logger.log_metrics({{{name!r}: value}})."
+        f"You called `{call}({name!r}, ...)`{where} but the value needs to be floating to be reduced. Converting it "
+        f"to {default_dtype()}. Fix: convert it yourself (value.float()), or, for a value you do not want reduced "
+        f"such as a counter, write it to the logger directly: logger.log_metrics({{{name!r}: value}})."
     )
 
 

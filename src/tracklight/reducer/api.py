@@ -27,6 +27,7 @@ from typing import Any
 
 from torch import Tensor
 
+from tracklight._imports import is_instance_by_name
 from tracklight.reducer._accumulator import Store
 from tracklight.reducer._batch import infer_batch_size
 from tracklight.reducer._errors import LoggingMisuseError
@@ -36,6 +37,7 @@ from tracklight.reducer._values import is_metric, keep_tensor, materialize, norm
 __all__ = ["MetricReducer"]
 
 _CALL = "reducer.log"
+_METRIC_COLLECTION = "torchmetrics.collections.MetricCollection"
 
 
 class MetricReducer:
@@ -240,9 +242,9 @@ class MetricReducer:
         if add_dataloader_idx and "/dataloader_idx_" in name:
             raise LoggingMisuseError(_dataloader_idx_in_name(name, _CALL))
         if isinstance(value, Tensor):
-            value, metric = keep_tensor(name, value, _CALL), False
+            value, metric = keep_tensor(name, value, _CALL, fx), False
         else:
-            value, metric = normalize(name, value, _CALL)
+            value, metric = normalize(name, value, _CALL, fx)
         self._stores[stage].record(
             fx,
             name,
@@ -358,9 +360,10 @@ def dict_items(dictionary: Any, call: str) -> Any:
             f"{call}() takes a dict of values (or a torchmetrics MetricCollection), not {type(dictionary).__name__}. "
             f"Fix: use {call.replace('_dict', '')}(name, value) for a single value."
         )
-    if type(dictionary).__name__ == "MetricCollection" and type(dictionary).__module__.startswith("torchmetrics"):
+    if is_instance_by_name(dictionary, _METRIC_COLLECTION):  # subclasses too, as Lightning's isinstance()
         kwargs: dict[str, bool] = {"keep_base": False}
         if getattr(dictionary, "_enable_compute_groups", False):
+            # the metrics of a compute group share one state: copying it at every call would undo the sharing
             kwargs["copy_state"] = False
         return dictionary.items(**kwargs)
     return dictionary.items()
@@ -368,7 +371,8 @@ def dict_items(dictionary: Any, call: str) -> Any:
 
 def _dataloader_idx_in_name(name: str, call: str) -> str:
     return (
-        f"{call}({name!r}, ...): the key already holds '/dataloader_idx_', which is added for you when several "
-        f"evaluation dataloaders are used. Fix: log it as {name.split('/dataloader_idx_')[0]!r}, or pass "
-        "add_dataloader_idx=False to name each dataloader's key yourself."
+        f"You called `{call}` with the key `{name}` but it should not contain information about `dataloader_idx` "
+        f"when `add_dataloader_idx=True`: '/dataloader_idx_N' is added for you when several evaluation dataloaders "
+        f"are used. Fix: log it as {name.split('/dataloader_idx_')[0]!r}, or pass add_dataloader_idx=False to name "
+        "each dataloader's key yourself."
     )
