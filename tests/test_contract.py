@@ -107,6 +107,27 @@ def test_bad_metric_values_raise_an_error_naming_the_key(backend: Backend, root:
     assert backend.read_metrics(logger)["loss"] == pytest.approx({1: 0.25})
 
 
+@pytest.mark.parametrize(
+    "step",
+    [
+        # Faults, issue 17 item 4: MLflow's server refused 2**64 long after the call, and blamed itself; TensorBoard
+        # stored it as step 0, silently.
+        pytest.param(2**64, id="2**64"),
+        pytest.param(2**63, id="int64-max+1"),
+        pytest.param(-(2**63) - 1, id="int64-min-1"),
+        pytest.param(np.uint64(2**64 - 1), id="numpy-uint64"),
+        pytest.param(float("nan"), id="nan"),
+    ],
+)
+def test_a_step_no_backend_holds_is_refused_naming_the_key(backend: Backend, root: Path, step: Any) -> None:
+    logger = backend.make(root)
+    with pytest.raises(InvalidMetricError, match=r"step of the metrics 'loss', 'val/accuracy' .*Fix: "):
+        logger.log_metrics({"loss": 0.5, "val/accuracy": 0.75}, step=step)
+    logger.log_metrics({"loss": 0.25}, step=2**40)  # the logger goes on; a large step within the bound is kept
+    logger.finalize("success")
+    assert backend.read_metrics(logger)["loss"] == pytest.approx({2**40: 0.25})
+
+
 # ---- hyperparameters ----------------------------------------------------------------------------------
 
 

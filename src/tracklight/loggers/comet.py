@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight import media
 from tracklight._errors import warn
-from tracklight._metrics import to_number
+from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _comet_config as comet_config
@@ -209,6 +209,7 @@ class CometLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log numbers at ``step``; Lightning's ``epoch`` entry becomes the epoch of the values, as in Lightning."""
+        check_step(metrics, step)
         values: dict[str, float | int] = {}
         epoch = None
         nested = any(isinstance(value, Mapping) for value in metrics.values())

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tracklight import media
 from tracklight._errors import MissingDependencyError, TracklightWarning
 from tracklight._imports import is_available
-from tracklight._metrics import to_number
+from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers._checkpoints import check_log_model, logs_every_save
 from tracklight.loggers._mlflow_backends import mlflow_module
@@ -213,6 +213,7 @@ class MLFlowLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        check_step(metrics, step)  # MLflow's step is an int64: the server would refuse a larger one, later
         timestamp = int(time.time() * 1000)
         step = int(step or 0)
         prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""

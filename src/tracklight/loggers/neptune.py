@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tracklight import __version__, media
 from tracklight._errors import MissingDependencyError, TracklightError, warn
 from tracklight._imports import is_available, is_instance_by_name, require
-from tracklight._metrics import to_number
+from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _neptune_values as neptune_values
@@ -247,6 +247,7 @@ class NeptuneLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Append each value to the series ``<prefix>/<key>``, at a step that increases within the series."""
         # Every value is checked before any is queued: a bad one must not leave the call half-logged.
+        check_step(metrics, step)
         nested = any(isinstance(value, Mapping) for value in metrics.values())
         prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
         flat = flatten(metrics) if nested else metrics

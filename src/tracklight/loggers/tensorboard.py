@@ -13,7 +13,7 @@ from tracklight import media
 from tracklight._errors import InvalidMetricError, MissingDependencyError
 from tracklight._fs import leaves_its_folder
 from tracklight._imports import is_available, is_instance_by_name, require
-from tracklight._metrics import are_plain, to_number
+from tracklight._metrics import are_plain, check_step, to_number
 from tracklight._rank import rank_zero_only
 from tracklight.formats.tfevents import EventFile, SummaryLayout
 from tracklight.loggers._versioned import VersionedDirLogger
@@ -108,6 +108,7 @@ class TensorBoardLogger(VersionedDirLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        check_step(metrics, step)  # an int64 step: TensorBoard's Event.step would wrap a larger one around
         step = 0 if step is None else int(step)
         values = list(metrics.values())
         if not are_plain(values):

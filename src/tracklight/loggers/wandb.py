@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight._errors import MissingDependencyError, TracklightError, warn
 from tracklight._imports import is_available, require
-from tracklight._metrics import to_number
+from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _wandb_media as wandb_media
@@ -263,6 +263,7 @@ class WandbLogger(WandbMediaLogger):
 
         Values are numbers (or one-element tensors), W&B data types such as ``wandb.Image``, or lists of them.
         """
+        check_step(metrics, step)
         if self._prefix:
             row = {self._key(key): _value(key, value) for key, value in metrics.items()}
         else:
