@@ -19,6 +19,7 @@ from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _comet_config as comet_config
 from tracklight.loggers._comet_sink import CometSink
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
+from tracklight.loggers._starting import starts_once
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, nan_as_text, sanitize, warn_conversions
 
@@ -137,6 +138,7 @@ class CometLogger(Logger):
         self._remote.wait()
         return experiment
 
+    @starts_once  # threads making the first call at once: one experiment, never read half-made
     def _live(self) -> Any:
         """The experiment, started (or continued) when needed; what is queued may not have reached it yet."""
         experiment = self._experiment

@@ -25,6 +25,7 @@ from tracklight.loggers._checkpoints import check_log_model, logs_every_save
 from tracklight.loggers._mlflow_backends import mlflow_module
 from tracklight.loggers._mlflow_keys import KeyMap, mlflow_key
 from tracklight.loggers._mlflow_store import resolve, use_as_default
+from tracklight.loggers._starting import start_lock
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, sanitize, warn_conversions
 
@@ -310,6 +311,13 @@ class MLFlowLogger(Logger):
     # ---- internals ----------------------------------------------------------------------------------
 
     def _started(self) -> Delivery:
+        delivery = self._delivery
+        if delivery is not None:  # the common case, without the lock
+            return delivery
+        with start_lock(self):  # threads making the first call at once: one delivery, so one run
+            return self._start()
+
+    def _start(self) -> Delivery:
         if self._delivery is None:
             from tracklight.delivery import Delivery
             from tracklight.loggers._mlflow_sink import MlflowSink
@@ -342,6 +350,14 @@ class MLFlowLogger(Logger):
         sink = self._sink
         assert sink is not None
         if not self._waited_for_run:
+            with start_lock(self):  # the others wait for the first one's wait, then see the run it waited for
+                self._wait_once(delivery, sink)
+        if sink.run_id is not None:
+            self._run_id = sink.run_id
+        return sink
+
+    def _wait_once(self, delivery: Delivery, sink: MlflowSink) -> None:
+        if not self._waited_for_run:
             self._waited_for_run = True
             delivery.wait_open(0)  # starts the worker, which imports MLflow and opens the sink
             # MLflow is imported first (seconds, once); then a tracking server gets RUN_WAIT seconds to create the
@@ -349,9 +365,6 @@ class MLFlowLogger(Logger):
             sink.connecting.wait(self._delivery_timeout)
             remote = self._tracking_uri.partition(":")[0].lower() in ("http", "https")
             delivery.wait_open(min(RUN_WAIT, self._delivery_timeout) if remote else self._delivery_timeout)
-        if sink.run_id is not None:
-            self._run_id = sink.run_id
-        return sink
 
     def _put(self, items: list[dict[str, Any]]) -> None:
         if not items:

@@ -17,6 +17,7 @@ from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _neptune_values as neptune_values
 from tracklight.loggers._neptune_sink import NeptuneSink, root_of
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
+from tracklight.loggers._starting import starts_once
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, sanitize, warn_conversions
 
@@ -153,6 +154,7 @@ class NeptuneLogger(Logger):
         self._remote.wait()
         return run
 
+    @starts_once  # threads making the first call at once: one run
     def _live(self) -> Any:
         """The run, started (or continued) when needed; what is queued may not have reached it yet."""
         run = self._run_instance

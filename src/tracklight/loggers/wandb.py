@@ -19,6 +19,7 @@ from tracklight.loggers import _wandb_media as wandb_media
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery
 from tracklight.loggers._wandb_media_api import WandbMediaLogger
 from tracklight.loggers._wandb_sink import WandbSink, run_folder, wait_until_closed
+from tracklight.loggers._starting import starts_once
 from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import nan_as_text, sanitize, warn_conversions
 
@@ -179,6 +180,7 @@ class WandbLogger(WandbMediaLogger):
         self._remote.wait()
         return run
 
+    @starts_once  # threads making the first call at once: one run
     def _run(self) -> Any:
         """The run, started (or resumed) when needed; what is queued may not have reached it yet."""
         run = self._experiment
