@@ -30,6 +30,7 @@ def check_step(metrics: Iterable[str], step: Any) -> None:
     number within a signed 64-bit integer; ``step`` itself is left as it is."""
     if step is None or (type(step) is int and STEP_MIN <= step <= STEP_MAX):
         return
+    cause: Exception | None = None
     try:
         whole = int(step)  # numpy and torch integers, a one-element tensor, a float: what the backends do with it
     except (TypeError, ValueError, OverflowError) as error:
@@ -37,7 +38,7 @@ def check_step(metrics: Iterable[str], step: Any) -> None:
     else:
         if STEP_MIN <= whole <= STEP_MAX:
             return
-        problem, cause = f"is {whole}, beyond what the backends hold (a 64-bit integer, at most 2**63 - 1)", None
+        problem = f"is {whole}, beyond what the backends hold (a 64-bit integer, at most 2**63 - 1)"
     keys = ", ".join(repr(key) for key in list(metrics)[:5]) or "(no keys)"
     raise InvalidMetricError(
         f"The step of the metrics {keys} {problem}, so nothing of this call is logged. Fix: log at a step "

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from tracklight._errors import UnsafePathError
 from tracklight._fs import claim_next_version, leaves_its_folder, next_version
-from tracklight.loggers._starting import start_lock
 from tracklight._rank import global_rank
+from tracklight.loggers._starting import start_lock
 from tracklight.loggers.logger import Logger
 from tracklight.remote._store import check_protocol, is_url, join, local_path
 

@@ -17,9 +17,9 @@ from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _wandb_media as wandb_media
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery
+from tracklight.loggers._starting import starts_once
 from tracklight.loggers._wandb_media_api import WandbMediaLogger
 from tracklight.loggers._wandb_sink import WandbSink, run_folder, wait_until_closed
-from tracklight.loggers._starting import starts_once
 from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import nan_as_text, sanitize, warn_conversions
 
