@@ -22,15 +22,19 @@ import yaml
 from _comet_neptune_readers import refuse_network
 from _contract_readers import (
     NEPTUNE_PREFIX,
+    comet_experiment_count,
     comet_hparams,
     comet_metrics,
     mlflow_hparams,
     mlflow_metrics,
+    mlflow_run_count,
     mlflow_store,
     neptune_hparams,
     neptune_metrics,
+    neptune_run_count,
     wandb_hparams,
     wandb_metrics,
+    wandb_run_count,
 )
 from _offline import COMET_QUIET, NEPTUNE_QUIET, runs_left_open
 from _wandb_reader import offline_env
@@ -58,6 +62,9 @@ class Backend:
     read_metrics: Callable[[Any], Metrics]
     #: The recorded hyperparameters, flattened with "/" (``{"optimizer/lr": 0.1}``).
     read_hparams: Callable[[Any], dict[str, Any]]
+    #: How many runs (version folders, SDK runs, experiments) were made under the directory ``make`` was given:
+    #: for a collection, the most any of its loggers made.
+    count_runs: Callable[[Path], int]
 
 
 def read_csv_metrics(logger: CSVLogger) -> Metrics:
@@ -100,16 +107,27 @@ def _read_collection_hparams(collection: LoggerCollection) -> dict[str, Any]:
     return from_csv
 
 
+def _versions(root: Path) -> int:
+    """Version folders under ``root``'s default experiment name."""
+    folder = root / "lightning_logs"
+    return len(list(folder.iterdir())) if folder.is_dir() else 0
+
+
 BACKENDS: list[Backend] = [
-    Backend("csv", lambda root: CSVLogger(root), read_csv_metrics, _read_hparams_yaml),
-    Backend("tensorboard", lambda root: TensorBoardLogger(root), read_tensorboard_metrics, _read_hparams_yaml),
+    Backend("csv", lambda root: CSVLogger(root), read_csv_metrics, _read_hparams_yaml, _versions),
+    Backend(
+        "tensorboard", lambda root: TensorBoardLogger(root), read_tensorboard_metrics, _read_hparams_yaml, _versions
+    ),
     Backend(
         "collection",
         lambda root: LoggerCollection([CSVLogger(root / "csv"), TensorBoardLogger(root / "tb")]),
         _read_collection_metrics,
         _read_collection_hparams,
+        lambda root: max(_versions(root / "csv"), _versions(root / "tb")),
     ),
-    Backend("wandb", lambda root: WandbLogger(save_dir=root, offline=True), wandb_metrics, wandb_hparams),
+    Backend(
+        "wandb", lambda root: WandbLogger(save_dir=root, offline=True), wandb_metrics, wandb_hparams, wandb_run_count
+    ),
     # The store is a file beside `root` (nothing may exist under `root` before the logger writes), copied
     # from an empty one: MLflow takes seconds to create each new store.
     Backend(
@@ -117,9 +135,14 @@ BACKENDS: list[Backend] = [
         lambda root: MLFlowLogger(tracking_uri=mlflow_store(root.parent), save_dir=str(root)),
         mlflow_metrics,
         mlflow_hparams,
+        lambda root: mlflow_run_count(root.parent),
     ),
     Backend(
-        "comet", lambda root: CometLogger(save_dir=str(root), online=False, **COMET_QUIET), comet_metrics, comet_hparams
+        "comet",
+        lambda root: CometLogger(save_dir=str(root), online=False, **COMET_QUIET),
+        comet_metrics,
+        comet_hparams,
+        comet_experiment_count,
     ),
     # Neptune has no directory argument: the `isolated` fixture points NEPTUNE_DATA_DIRECTORY at root/.neptune.
     Backend(
@@ -127,6 +150,7 @@ BACKENDS: list[Backend] = [
         lambda root: NeptuneLogger(mode="offline", prefix=NEPTUNE_PREFIX, **NEPTUNE_QUIET),
         neptune_metrics,
         neptune_hparams,
+        lambda root: neptune_run_count(root / ".neptune"),
     ),
 ]
 

@@ -45,6 +45,12 @@ def wandb_metrics(logger: Any) -> Metrics:
     return metrics
 
 
+def wandb_run_count(root: Path) -> int:
+    """How many runs (distinct ids: a resumed run has several segments) are stored under ``root``."""
+    end_run()
+    return len({run.run_id for run in read_runs(root)})
+
+
 def wandb_hparams(logger: Any) -> dict[str, Any]:
     """The run's config: each segment of a resumed run updates the keys it sets, as W&B merges them."""
     end_run()
@@ -87,6 +93,15 @@ def _mlflow_run(logger: Any) -> tuple[Any, Any]:
     return client, client.get_run(logger.run_id)
 
 
+def mlflow_run_count(directory: Path) -> int:
+    """How many runs the store ``mlflow_store(directory)`` holds, in every experiment."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_store(directory))
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    return len(client.search_runs(experiments)) if experiments else 0
+
+
 def mlflow_metrics(logger: Any) -> Metrics:
     client, run = _mlflow_run(logger)
     return {
@@ -108,6 +123,11 @@ COMET_NESTING = "|"
 def _comet_archives(logger: Any) -> list[Any]:
     """The archives of the logger's experiment: one per time ``finalize`` ended it."""
     return [archive for archive in comet_archives(logger.save_dir) if archive.key == logger.version]
+
+
+def comet_experiment_count(directory: Path) -> int:
+    """How many experiments (distinct keys: one archive per time an experiment was ended) are in ``directory``."""
+    return len({archive.key for archive in comet_archives(directory)})
 
 
 def comet_metrics(logger: Any) -> Metrics:
@@ -132,6 +152,11 @@ def comet_hparams(logger: Any) -> dict[str, Any]:
 #: The namespace the contract's NeptuneLogger puts everything under (its ``prefix``).
 NEPTUNE_PREFIX = "training"
 NEPTUNE_HPARAMS = f"{NEPTUNE_PREFIX}/hyperparams/"
+
+
+def neptune_run_count(data_directory: Path) -> int:
+    """How many offline runs a Neptune data directory holds."""
+    return len(neptune_runs(data_directory))
 
 
 def neptune_metrics(logger: Any) -> Metrics:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import threading
 import weakref
 from argparse import Namespace
 from collections.abc import Callable
@@ -105,6 +106,27 @@ def test_bad_metric_values_raise_an_error_naming_the_key(backend: Backend, root:
     logger.log_metrics({"loss": 0.25}, step=1)  # the logger is still usable
     logger.finalize("success")
     assert backend.read_metrics(logger)["loss"] == pytest.approx({1: 0.25})
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        # Faults, issue 17 item 4: MLflow's server refused 2**64 long after the call, and blamed itself; TensorBoard
+        # stored it as step 0, silently.
+        pytest.param(2**64, id="2**64"),
+        pytest.param(2**63, id="int64-max+1"),
+        pytest.param(-(2**63) - 1, id="int64-min-1"),
+        pytest.param(np.uint64(2**64 - 1), id="numpy-uint64"),
+        pytest.param(float("nan"), id="nan"),
+    ],
+)
+def test_a_step_no_backend_holds_is_refused_naming_the_key(backend: Backend, root: Path, step: Any) -> None:
+    logger = backend.make(root)
+    with pytest.raises(InvalidMetricError, match=r"step of the metrics 'loss', 'val/accuracy' .*Fix: "):
+        logger.log_metrics({"loss": 0.5, "val/accuracy": 0.75}, step=step)
+    logger.log_metrics({"loss": 0.25}, step=2**40)  # the logger goes on; a large step within the bound is kept
+    logger.finalize("success")
+    assert backend.read_metrics(logger)["loss"] == pytest.approx({2**40: 0.25})
 
 
 # ---- hyperparameters ----------------------------------------------------------------------------------
@@ -275,6 +297,37 @@ def test_pickling_before_first_use_keeps_the_run(backend: Backend, root: Path) -
     copy.log_metrics({"loss": 0.5}, step=0)
     copy.finalize("success")
     assert backend.read_metrics(logger)["loss"] == {0: 0.5}
+
+
+# ---- threads ------------------------------------------------------------------------------------------
+
+
+def test_first_use_from_many_threads_at_once_starts_one_run(backend: Backend, root: Path) -> None:
+    """Faults, issue 17 item 8: threads making a logger's first call at once each started a run (8 W&B runs, 6
+    MLflow runs of which 5 were left RUNNING), and Comet raised AttributeError into the threads."""
+    logger = backend.make(root)
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def first_call(index: int) -> None:
+        try:
+            start.wait()
+            if index % 2:
+                _ = logger.experiment
+            logger.log_metrics({f"thread{index}": 1.0}, step=index)  # a series each: Neptune reorders none
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=first_call, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    logger.finalize("success")
+    assert errors == []
+    recorded = backend.read_metrics(logger)
+    assert {f"thread{index}": {index: 1.0} for index in range(8)}.items() <= recorded.items()
+    assert backend.count_runs(root) == 1
 
 
 # ---- ranks --------------------------------------------------------------------------------------------

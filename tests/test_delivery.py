@@ -180,7 +180,7 @@ def test_refused_items_are_found_and_kept_and_the_rest_delivered(spill: Path) ->
     items = metrics(9)
     items.insert(4, {"kind": "metric", "key": "bad", "value": 1.0, "step": 0})
     delivery = Delivery(sink, str(spill), linger=0.05)
-    with pytest.warns(TracklightWarning, match="refused a metric.*'bad'"):
+    with pytest.warns(TracklightWarning, match="metric cannot be delivered.*'bad'"):
         delivery.put_many(items)
         report = delivery.close(timeout=30)
     assert sink.received == [item for item in items if item["key"] != "bad"]

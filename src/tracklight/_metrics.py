@@ -3,6 +3,11 @@
 Every backend converts metric values here, on the calling thread, so a bad value is refused the same way
 everywhere and before anything is queued: a value is stored as the number it is, or refused with an
 :class:`InvalidMetricError` that names the key and the fix. Nothing else escapes.
+
+Steps are checked here too (:func:`check_step`): a step must fit a signed 64-bit integer, the widest step
+MLflow (its SQL stores and REST API), TensorBoard (``Event.step``), W&B, Comet and Neptune hold. A step
+beyond it would be refused by the server long after the call (MLflow), or stored as another step
+(TensorBoard kept ``2**64`` as 0), so it is refused at the call, on every backend.
 """
 
 from __future__ import annotations
@@ -15,6 +20,30 @@ from tracklight._errors import InvalidMetricError
 
 #: The largest magnitude a 64-bit float holds: an int beyond it has no float value in any backend.
 _FLOAT_MAX = sys.float_info.max
+
+#: The steps every backend holds: a signed 64-bit integer (MLflow's and TensorBoard's step is an int64).
+STEP_MIN, STEP_MAX = -(2**63), 2**63 - 1
+
+
+def check_step(metrics: Iterable[str], step: Any) -> None:
+    """Raise :class:`InvalidMetricError` naming the keys of ``metrics`` when ``step`` is not ``None`` nor a whole
+    number within a signed 64-bit integer; ``step`` itself is left as it is."""
+    if step is None or (type(step) is int and STEP_MIN <= step <= STEP_MAX):
+        return
+    cause: Exception | None = None
+    try:
+        whole = int(step)  # numpy and torch integers, a one-element tensor, a float: what the backends do with it
+    except (TypeError, ValueError, OverflowError) as error:
+        problem, cause = f"is {step!r:.60}, not a whole number", error
+    else:
+        if STEP_MIN <= whole <= STEP_MAX:
+            return
+        problem = f"is {whole}, beyond what the backends hold (a 64-bit integer, at most 2**63 - 1)"
+    keys = ", ".join(repr(key) for key in list(metrics)[:5]) or "(no keys)"
+    raise InvalidMetricError(
+        f"The step of the metrics {keys} {problem}, so nothing of this call is logged. Fix: log at a step "
+        f"between {STEP_MIN} and {STEP_MAX}, e.g. trainer.global_step or a counter from 0."
+    ) from cause
 
 
 def to_number(key: str, value: Any) -> float | int:

@@ -1,7 +1,9 @@
 """Handing batches to a sink, and what becomes of the items it refuses or fails on for good.
 
 Runs on a :class:`~tracklight.delivery.Delivery`'s worker thread. A batch the sink refuses for good
-(``is_permanent``) is halved until the bad items are found; an item an SDK sink fails on
+(``is_permanent``) is halved until the bad items are found, unless the sink says the refusal is about the
+destination rather than the items (``refuses_everything``: an MLflow run deleted meanwhile), when the whole
+batch is set aside at once and that is said once; an item an SDK sink fails on
 (:class:`~tracklight.delivery.batch.ItemFailed`) is set apart after the ones it took; a spill file line
 that cannot be read back is set apart with its line number. Either way the item is kept, with the
 reason, beside the spill file (counted as lost when no disk takes it), and the rest is sent.
@@ -39,6 +41,7 @@ class Sender:
         self._lock = lock
         self._keeper = keeper
         self._said_lost = False
+        self._said_refusing: set[str] = set()
 
     def deliver(self, items: list[Item], lines: dict[int, int] | None = None) -> None:
         """Send ``items``; when the backend refuses them for good, halve the batch to find and keep the bad ones.
@@ -53,6 +56,11 @@ class Sender:
         except Exception as error:
             if not self.sink.is_permanent(error):
                 raise
+            everything = getattr(self.sink, "refuses_everything", None)
+            reason = everything(error) if everything is not None else None
+            if reason is not None:
+                self._refused_everything(items, reason, lines or {})
+                return
             if len(items) > 1:
                 middle = len(items) // 2
                 self.deliver(items[:middle], lines)
@@ -103,11 +111,29 @@ class Sender:
             message = f"{place or 'A line of the spill file'} cannot be read: {reason}. It is kept in {where}."
         else:
             origin = f" ({place})" if place else ""
+            # The item and why it cannot be taken: the backend answers, so "not answering" would mislead.
             message = (
-                f"{self.sink.describe()} refused a {item['kind']}{origin} ({describe_item(item)}): {reason}. "
-                f"It is kept in {where}."
+                f"A {item['kind']}{origin} cannot be delivered to {self.sink.describe()} ({describe_item(item)}): "
+                f"{reason}. It is kept in {where}; the rest is delivered."
             )
         warnings.warn(message, TracklightWarning, stacklevel=2)
+
+    def _refused_everything(self, items: list[Item], reason: str, lines: dict[int, int]) -> None:
+        """The destination refuses every item (not these ones): keep the batch, with the reason, in the rejects
+        file, and say so the first time (one batch after another is refused: a warning per value helps nobody)."""
+        with self._lock:
+            for item in items:
+                self._keeper.reject(item, reason, lines.get(id(item)))
+            first = reason not in self._said_refusing
+            self._said_refusing.add(reason)
+            where = self._spill.rejected_path
+        if first:
+            warnings.warn(
+                f"{self.sink.describe()} takes nothing more: {reason}. Training goes on; what is logged from now on "
+                f"is kept, with the reason, in {where} (the report of finalize counts it; this is said once).",
+                TracklightWarning,
+                stacklevel=2,
+            )
 
     def _lost(self, items: list[Item], failed: ItemFailed) -> None:
         """The sink took ``items`` up to ``failed.index`` and failed on that one for good: keep it (as text, with

@@ -212,7 +212,8 @@ class Delivery:
     def drain(self, timeout: float) -> DeliveryReport:
         """Wait up to ``timeout`` seconds until everything queued or spilled is delivered; never raises.
 
-        A backend that was never reached gets one more quick attempt rather than the whole ``timeout``.
+        A backend that was never reached gets one more quick attempt rather than the whole ``timeout``; a Ctrl-C
+        while Ctrl-C is ignored (Lightning shutting down after a first one) ends the wait at once.
         """
         started = time.monotonic()
         deadline = started + timeout
@@ -224,15 +225,16 @@ class Delivery:
             self._cond.notify_all()
             said = started
             attempts = self._outage.open_attempts
-            try:
-                while (self._has_work() or self._inflight) and (left := deadline - time.monotonic()) > 0:
-                    if self._outage.unreached(attempts):
-                        break  # never reached, and not now either: keep everything on disk without waiting more
-                    self._cond.wait(min(left, 0.25))
-                    said = self._say_progress(started, said, timeout)
-            finally:
-                self._waiters -= 1
-                self._hurry = False
+            with shutdown.interruptible() as interrupted:
+                try:
+                    while (self._has_work() or self._inflight) and (left := deadline - time.monotonic()) > 0:
+                        if self._outage.unreached(attempts) or interrupted.is_set():
+                            break  # never reached, and not now either; or a Ctrl-C: keep everything on disk
+                        self._cond.wait(min(left, 0.25))
+                        said = self._say_progress(started, said, timeout)
+                finally:
+                    self._waiters -= 1
+                    self._hurry = False
             return self._report()
 
     def close(self, timeout: float) -> DeliveryReport:

@@ -35,6 +35,9 @@ _PERMANENT_CODES = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORM
 
 _MLFLOW_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 
+#: What MLflow says of a run that was deleted (or is otherwise not active) when asked to log to it.
+_NOT_ACTIVE = "must be in the 'active' state"
+
 _SAFE_LOCAL_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -173,6 +176,17 @@ class MlflowSink:
             return True  # an artifact's file is gone, or the item lacks a field: no retry helps
         return getattr(error, "error_code", None) in _PERMANENT_CODES
 
+    def refuses_everything(self, error: BaseException) -> str | None:
+        """Why the run takes no item at all any more (it was deleted), or ``None`` when ``error`` is about the
+        items. MLflow answers a deleted run with INVALID_PARAMETER_VALUE, as for a bad value, so the message
+        tells them apart."""
+        if getattr(error, "error_code", None) != "INVALID_PARAMETER_VALUE" or _NOT_ACTIVE not in str(error):
+            return None
+        return (
+            f"its run {self.run_id} was deleted ({error}). Restore it (mlflow runs restore --run-id {self.run_id}) "
+            "to log to it again"
+        )
+
     # ---- internals ----------------------------------------------------------------------------------
 
     def _connect(self) -> Backend:
@@ -301,8 +315,14 @@ _FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
 }
 
 
+#: MLflow keeps steps and timestamps as signed 64-bit integers (its SQL stores' BIGINT, its API's int64).
+_INT64 = range(-(2**63), 2**63)
+
+
 def _check(item: Item) -> None:
-    """Raise :class:`InvalidItem` naming what is missing when ``item`` cannot be sent to MLflow."""
+    """Raise :class:`InvalidItem` naming what is missing, or the value MLflow cannot hold, when ``item`` cannot
+    be sent to MLflow. (Sent as it is, a step beyond int64 failed the whole batch with a server error, again
+    and again, so nothing after it was delivered.)"""
     fields = _FIELDS.get(item["kind"])
     if fields is None:
         raise InvalidItem(f"MLflow takes no item of kind {item['kind']!r}")
@@ -310,6 +330,11 @@ def _check(item: Item) -> None:
         value = item.get(name)
         if not isinstance(value, types) or isinstance(value, bool):
             raise InvalidItem(f"a {item['kind']} needs {name!r} ({_type_names(types)}); this one has {value!r}")
+        if types is int and value not in _INT64:
+            raise InvalidItem(
+                f"its {name} {value} is beyond what MLflow holds (a 64-bit integer, -2**63 to 2**63 - 1); "
+                f"send it again with another {name} if it matters"
+            )
 
 
 def _type_names(types: type | tuple[type, ...]) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from tracklight._errors import UnsafePathError
 from tracklight._fs import claim_next_version, leaves_its_folder, next_version
 from tracklight._rank import global_rank
+from tracklight.loggers._starting import start_lock
 from tracklight.loggers.logger import Logger
 from tracklight.remote._store import check_protocol, is_url, join, local_path
 
@@ -51,6 +52,12 @@ class VersionedDirLogger(Logger):
 
     @property
     def version(self) -> int | str:
+        if self._version is None or (self._remote and self._remote_run is None):
+            with start_lock(self):  # threads asking first at once: one version claimed, one remote run opened
+                self._choose_version()
+        return self._version  # type: ignore[return-value]  # chosen above
+
+    def _choose_version(self) -> None:
         if self._version is None:
             root = os.path.expanduser(os.path.expandvars(self._versions_dir))  # where log_dir will be: "~" expanded
             self._version = claim_next_version(root) if global_rank() == 0 else next_version(root)
@@ -58,7 +65,6 @@ class VersionedDirLogger(Logger):
                 self._open_remote(claimed=True)
         elif self._remote and self._remote_run is None and global_rank() == 0:
             self._open_remote(claimed=False)  # a named version: fail now if the store refuses writes
-        return self._version
 
     @property
     def save_dir(self) -> str:

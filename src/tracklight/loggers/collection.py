@@ -8,6 +8,7 @@ from typing import Any
 
 from tracklight import media
 from tracklight._errors import InvalidMetricError, TracklightError, warn
+from tracklight._metrics import check_step
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 
 __all__ = ["LoggerCollection"]
@@ -149,6 +150,7 @@ class LoggerCollection(Logger):
         )
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        check_step(metrics, step)  # before any logger got the call, as every one of them would refuse it
         self._each("log_metrics", metrics, step)
 
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None, *args: Any, **kwargs: Any) -> None:

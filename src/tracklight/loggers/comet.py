@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight import media
 from tracklight._errors import warn
-from tracklight._metrics import to_number
+from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight._resumed import SDK_MARK
 from tracklight.loggers import _checkpoints as checkpoints
@@ -21,6 +21,7 @@ from tracklight.loggers import _comet_config as comet_config
 from tracklight.loggers._comet_sink import CometSink
 from tracklight.loggers._remote_resume import ResumeState, last_step_of, next_last_step
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
+from tracklight.loggers._starting import starts_once
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, nan_as_text, sanitize, warn_conversions
 
@@ -144,6 +145,7 @@ class CometLogger(Logger):
         self._remote.wait()
         return experiment
 
+    @starts_once  # threads making the first call at once: one experiment, never read half-made
     def _live(self) -> Any:
         """The experiment, started (or continued) when needed; what is queued may not have reached it yet."""
         experiment = self._experiment
@@ -219,6 +221,7 @@ class CometLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log numbers at ``step``; Lightning's ``epoch`` entry becomes the epoch of the values, as in Lightning."""
+        check_step(metrics, step)
         values: dict[str, float | int] = {}
         epoch = None
         nested = any(isinstance(value, Mapping) for value in metrics.values())

@@ -8,7 +8,7 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from tracklight._metrics import to_numbers
+from tracklight._metrics import check_step, to_numbers
 from tracklight._rank import rank_zero_only
 from tracklight.formats.csv_table import CSVTable
 from tracklight.loggers._versioned import VersionedDirLogger
@@ -70,6 +70,7 @@ class CSVExperiment(_ExperimentWriterBase):
 
     def _add_row(self, row: dict[str, Any], step: int | None) -> None:
         """Queue ``row`` (already numbers, owned by us from now on) with its ``step``."""
+        check_step(row, step)
         row["step"] = self._rows if step is None else step
         self._rows += 1
         self.table.append(row)

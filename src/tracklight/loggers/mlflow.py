@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from tracklight import media
 from tracklight._errors import MissingDependencyError, TracklightWarning
 from tracklight._imports import is_available
-from tracklight._metrics import to_number
+from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers._checkpoints import check_log_model, logs_every_save
 from tracklight.loggers._mlflow_backends import mlflow_module
 from tracklight.loggers._mlflow_keys import KeyMap, mlflow_key
 from tracklight.loggers._mlflow_store import resolve, use_as_default
 from tracklight.loggers._remote_resume import ResumeState
+from tracklight.loggers._starting import start_lock
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, sanitize, warn_conversions
 
@@ -219,6 +220,7 @@ class MLFlowLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        check_step(metrics, step)  # MLflow's step is an int64: the server would refuse a larger one, later
         timestamp = int(time.time() * 1000)
         step = int(step or 0)
         if self._last_step is None or step > self._last_step:
@@ -347,6 +349,13 @@ class MLFlowLogger(Logger):
     # ---- internals ----------------------------------------------------------------------------------
 
     def _started(self) -> Delivery:
+        delivery = self._delivery
+        if delivery is not None:  # the common case, without the lock
+            return delivery
+        with start_lock(self):  # threads making the first call at once: one delivery, so one run
+            return self._start()
+
+    def _start(self) -> Delivery:
         if self._delivery is None:
             from tracklight.delivery import Delivery
             from tracklight.loggers._mlflow_resume import continued
@@ -390,6 +399,14 @@ class MLFlowLogger(Logger):
         sink = self._sink
         assert sink is not None
         if not self._waited_for_run:
+            with start_lock(self):  # the others wait for the first one's wait, then see the run it waited for
+                self._wait_once(delivery, sink)
+        if sink.run_id is not None:
+            self._run_id = sink.run_id
+        return sink
+
+    def _wait_once(self, delivery: Delivery, sink: MlflowSink) -> None:
+        if not self._waited_for_run:
             self._waited_for_run = True
             delivery.wait_open(0)  # starts the worker, which imports MLflow and opens the sink
             # MLflow is imported first (seconds, once); then a tracking server gets RUN_WAIT seconds to create the
@@ -397,9 +414,6 @@ class MLFlowLogger(Logger):
             sink.connecting.wait(self._delivery_timeout)
             remote = self._tracking_uri.partition(":")[0].lower() in ("http", "https")
             delivery.wait_open(min(RUN_WAIT, self._delivery_timeout) if remote else self._delivery_timeout)
-        if sink.run_id is not None:
-            self._run_id = sink.run_id
-        return sink
 
     def _put(self, items: list[dict[str, Any]]) -> None:
         if not items:

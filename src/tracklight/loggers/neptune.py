@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tracklight import __version__, media
 from tracklight._errors import MissingDependencyError, TracklightError, warn
 from tracklight._imports import is_available, is_instance_by_name, require
-from tracklight._metrics import to_number
+from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _neptune_values as neptune_values
@@ -19,6 +19,7 @@ from tracklight.loggers._neptune_resume import check, mark, with_id
 from tracklight.loggers._neptune_sink import NeptuneSink, root_of
 from tracklight.loggers._remote_resume import ResumeState, next_last_step
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
+from tracklight.loggers._starting import starts_once
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, sanitize, warn_conversions
 
@@ -161,6 +162,7 @@ class NeptuneLogger(Logger):
         self._remote.wait()
         return run
 
+    @starts_once  # threads making the first call at once: one run
     def _live(self) -> Any:
         """The run, started (or continued) when needed; what is queued may not have reached it yet."""
         run = self._run_instance
@@ -264,6 +266,7 @@ class NeptuneLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Append each value to the series ``<prefix>/<key>``, at a step that increases within the series."""
         # Every value is checked before any is queued: a bad one must not leave the call half-logged.
+        check_step(metrics, step)
         nested = any(isinstance(value, Mapping) for value in metrics.values())
         prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
         flat = flatten(metrics) if nested else metrics

@@ -13,10 +13,11 @@ from tracklight import media
 from tracklight._errors import InvalidMetricError, MissingDependencyError
 from tracklight._fs import leaves_its_folder
 from tracklight._imports import is_available, is_instance_by_name, require
-from tracklight._metrics import are_plain, to_number
+from tracklight._metrics import are_plain, check_step, to_number
 from tracklight._rank import rank_zero_only
 from tracklight.formats.tb_hparams import hparams_summaries
 from tracklight.formats.tfevents import EventFile, SummaryLayout
+from tracklight.loggers._starting import start_lock
 from tracklight.loggers._versioned import VersionedDirLogger
 from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import HparamsYaml, flatten, sanitize, warn_conversions
@@ -101,6 +102,12 @@ class TensorBoardLogger(VersionedDirLogger):
     def experiment(self) -> SummaryWriter:
         """The ``torch.utils.tensorboard.SummaryWriter`` of this run (a no-op stand-in on other ranks)."""
         if self._experiment is None:
+            with start_lock(self):  # threads asking first at once: one writer, one event file
+                return self._start_writer()
+        return self._experiment
+
+    def _start_writer(self) -> SummaryWriter:
+        if self._experiment is None:
             tensorboard = require("torch.utils.tensorboard", "tensorboard")
             directory = self._local_dir()
             os.makedirs(directory, exist_ok=True)
@@ -109,6 +116,7 @@ class TensorBoardLogger(VersionedDirLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        check_step(metrics, step)  # an int64 step: TensorBoard's Event.step would wrap a larger one around
         step = 0 if step is None else int(step)
         values = list(metrics.values())
         if not are_plain(values):
@@ -272,6 +280,13 @@ class TensorBoardLogger(VersionedDirLogger):
 
     def _event_file(self, run: str) -> EventFile:
         """The scalar event file of ``log_dir`` (``run=""``) or of the sub-run ``log_dir/run``."""
+        events = self._events.get(run)
+        if events is None:
+            with start_lock(self):  # threads logging first at once: one event file
+                return self._new_event_file(run)
+        return events
+
+    def _new_event_file(self, run: str) -> EventFile:
         events = self._events.get(run)
         if events is None:
             directory = self._local_dir()

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tracklight._errors import MissingDependencyError, TracklightError, warn
 from tracklight._imports import is_available, require
-from tracklight._metrics import to_number
+from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _wandb_media as wandb_media
 from tracklight.loggers._remote_resume import ResumeState, next_last_step
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery
+from tracklight.loggers._starting import starts_once
 from tracklight.loggers._wandb_media_api import WandbMediaLogger
 from tracklight.loggers._wandb_resume import check, init_run, wandb_step
 from tracklight.loggers._wandb_sink import WandbSink, run_folder, wait_until_closed
@@ -187,6 +188,7 @@ class WandbLogger(WandbMediaLogger):
         self._remote.wait()
         return run
 
+    @starts_once  # threads making the first call at once: one run
     def _run(self) -> Any:
         """The run, started (or resumed) when needed; what is queued may not have reached it yet."""
         run = self._experiment
@@ -271,6 +273,7 @@ class WandbLogger(WandbMediaLogger):
 
         Values are numbers (or one-element tensors), W&B data types such as ``wandb.Image``, or lists of them.
         """
+        check_step(metrics, step)
         if self._prefix:
             row = {self._key(key): _value(key, value) for key, value in metrics.items()}
         else:
