@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import contextlib
 import csv
 import io
 import itertools
 import os
+import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from tracklight._errors import warn
@@ -21,6 +24,13 @@ _tmp_names = itertools.count()
 
 #: Rewrites (a new key changes the header) take at most this share of the time, however large the file.
 _MAX_REWRITE_SHARE = 0.25
+#: Rows kept in memory while no disk takes them (a full disk); rows logged beyond this are dropped and counted.
+MAX_ROWS_IN_MEMORY = 100_000
+
+#: The open tables of this process by path: a copy of a logger (``copy.deepcopy``, pickled and loaded in the same
+#: process) writes through the same table, so its rows go into the file once and in order.
+_open_tables: weakref.WeakValueDictionary[str, CSVTable] = weakref.WeakValueDictionary()
+_open_lock = threading.Lock()
 
 
 class CSVTable:
@@ -34,7 +44,13 @@ class CSVTable:
     on a forced flush (``finalize``, exit, SIGTERM). So rows reach the disk within about a second.
 
     An existing file is never deleted: its header and rows are kept and new rows are appended. A write
-    that fails keeps the data in memory, warns once and is retried on the next flush.
+    that fails keeps the rows in memory (at most :data:`MAX_ROWS_IN_MEMORY`; later rows are dropped and
+    counted), warns once and is retried on every flush; what is still held (and what was dropped) is said
+    with the numbers at :meth:`rest` (``finalize``) and at exit. :meth:`held` and :meth:`snapshot` let an
+    uploader (an object-store run) take the rows no disk holds straight from memory.
+
+    A process forked from the one that made the table (a ``DataLoader`` worker) writes each of its rows at
+    once (it may end with ``os._exit``, which runs no exit hook) and never writes the parent's queued rows.
 
     What the file may meet, and what the table does (each with a warning naming the paths):
 
@@ -57,6 +73,16 @@ class CSVTable:
         ['acc,loss,step', ',0.5,0', '0.9,,1']
     """
 
+    @classmethod
+    def shared(cls, path: str) -> CSVTable:
+        """The table this process has open on ``path``, or a new one: copies of a logger share it."""
+        key = os.path.abspath(path)
+        with _open_lock:
+            table = _open_tables.get(key)
+            if table is None or table._pid != os.getpid():
+                table = _open_tables[key] = cls(path)
+            return table
+
     def __init__(self, path: str, rewrite_interval: float = 0.75) -> None:
         self.path = path
         self.rewrite_interval = rewrite_interval
@@ -75,7 +101,18 @@ class CSVTable:
         self._failed_once = False
         self._closed = False
         self._pid = os.getpid()
+        self._write_through = False  # a forked child's copy: each row is written at once
+        #: Rows refused because MAX_ROWS_IN_MEMORY rows were already held while no disk took them.
+        self.dropped = 0
+        self.max_rows_in_memory = MAX_ROWS_IN_MEMORY
+        self._failing: str | None = None  # the last write error, while writes fail
+        self._unwritten_rows = 0
+        self._appended = 0
+        self._said: tuple[str, int, int] | None = None  # (when, held, dropped) last reported
+        #: Set by an uploader (see :meth:`stored`): where the held rows are kept and the state it took.
+        self.stored_at: tuple[str, tuple[int, int, int]] | None = None
         self._background = _flushing.Background(self)
+        _all_tables.add(self)
 
     @property
     def columns(self) -> list[str]:
@@ -89,11 +126,17 @@ class CSVTable:
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Queue one row (a mapping of column to value). Safe to call from any thread and from signal handlers."""
+        if self._failing is not None and len(self._rows) + self._unwritten_rows >= self.max_rows_in_memory:
+            self.dropped += 1  # no disk takes rows and memory holds its share: counted, said at finalize and exit
+            return
         if not self._known.issuperset(row):
             # Keys are recorded before the row is queued, so a flusher that sees the row also sees its keys.
             self._known.update(row)
         self._rows.append(row)
-        if self._background.resting:  # logging again after rest() or close(): flush in the background again
+        self._appended += 1
+        if self._write_through:
+            self.flush(force=True)
+        elif self._background.resting:  # logging again after rest() or close(): flush in the background again
             self._closed = False
             self._background.wake()
 
@@ -115,22 +158,77 @@ class CSVTable:
 
     def rest(self) -> None:
         """Write everything and stop background flushing until the next row (``finalize``: no thread left
-        behind, while the file stays open for a later ``test`` or ``validate``)."""
+        behind, while the file stays open for a later ``test`` or ``validate``). Rows still held in memory (a full
+        disk) keep being retried in the background; they and the rows dropped are said with their numbers."""
         self._background.rest()
         self.flush(force=True)  # after resting: a row appended meanwhile is written here or wakes it again
+        if self.held_rows():
+            self._background.wake()  # retried several times a second while the process lives
+        self.report("finalize")
 
     def close(self) -> None:
         """Write everything (rewriting the header if needed), release the file and stop background flushing."""
         self.rest()
+        self._background.rest()  # nothing is retried after close (until the next row)
         with self._io_lock:
             self._close_fd()
-            lost = len(self._rows) + (1 if self._unwritten else 0)
         self._closed = True
-        if lost:
-            warn(
-                f"{self.path} could not be written; the rows logged since the last successful write "
-                f"({len(self._rows)} queued, plus any half-written one) are lost. Check free space and permissions."
+        self.report("close")
+
+    # ---- rows no disk takes --------------------------------------------------------------------------------
+
+    def held_rows(self) -> int:
+        """How many rows are held in memory, not written to the file (a failed write)."""
+        return len(self._rows) + self._unwritten_rows + (1 if self._unwritten and not self._unwritten_rows else 0)
+
+    def held(self) -> tuple[int, int, int] | None:
+        """A token for what is held in memory while writes fail (it changes with every row), or None."""
+        if self._failing is None or not (self._rows or self._unwritten):
+            return None
+        return (self._appended, len(self._rows), len(self._unwritten))
+
+    def snapshot(self) -> tuple[tuple[int, int, int] | None, bytes]:
+        """The whole file as it would be with every held row written: what an uploader sends in its place."""
+        with self._io_lock:
+            token = self.held()
+            buffer = io.StringIO(newline="")
+            writer = csv.writer(buffer)
+            columns = self.columns
+            writer.writerow(columns)
+            lines = self._old_lines()
+            if lines is not None:
+                _copy_rows(lines, writer, columns)
+            writer.writerows(map(row.get, columns) for row in self._rows)
+            return token, buffer.getvalue().encode("utf-8")
+
+    def stored(self, where: str, token: tuple[int, int, int]) -> None:
+        """An uploader holds everything :meth:`snapshot` gave with ``token`` at ``where`` (a URL)."""
+        self.stored_at = (where, token)
+
+    def report(self, when: str) -> None:
+        """Say, with the numbers, what is held in memory and what was dropped (``when``: "finalize", "close" or
+        "exit")."""
+        held, dropped = (self.held_rows() if self._failing else 0), self.dropped
+        if (when, held, dropped) == self._said or not (held or dropped):
+            return
+        self._said = (when, held, dropped)
+        error = f" ({self._failing})" if self._failing else ""
+        limit = f"at most {self.max_rows_in_memory:,} are held"
+        elsewhere = self.stored_at is not None and self.stored_at[1] == self.held()
+        if held and elsewhere:
+            assert self.stored_at is not None
+            fate = f"{held:,} rows are held in memory and are in {self.stored_at[0]}"
+        elif held and when in ("exit", "close"):
+            fate = f"{held:,} rows held in memory are lost" + (" with the process" if when == "exit" else "")
+        elif held:
+            fate = (
+                f"{held:,} rows are held in memory and written as soon as the disk takes them (retried several "
+                f"times a second while the process runs; {limit})"
             )
+        else:
+            fate = "every row held in memory was written since"
+        lost = f"; {dropped:,} rows logged while {self.max_rows_in_memory:,} were held were dropped and are lost" if dropped else ""
+        warn(f"{self.path} could not be written{error} (at {when}): {fate}{lost}. Free space or fix permissions.")
 
     def __del__(self) -> None:
         # A logger dropped without finalize() still gets its last rows written; a forked child's copy does not
@@ -149,15 +247,22 @@ class CSVTable:
 
     def _write(self, rewrite_due: bool, force: bool = False, check: bool = True) -> None:
         try:
-            if self._unwritten:
-                self._append_bytes(b"")
             count = len(self._rows)  # read before the keys: every one of these rows has its keys in _known
             lost = check and self._fd is not None and self._watch.lost(self._fd, self.path, force, writing=count > 0)
             if lost and not self._adopt_replacement():
                 self._restore(self._take(count))
+                count = -1
+            elif lost:  # continued with the file another writer put there: our rows it lacks were queued again
+                count = len(self._rows)
+            if count < 0:
+                pass
             elif not count:
-                return
+                if not self._unwritten:
+                    return
+                self._append_bytes(b"")
             elif len(self._known) == len(self._column_set):
+                # After whatever an earlier failed write left; if this one fails too, the rows wait as bytes
+                # (a tenth of the memory of the rows themselves).
                 self._append_bytes(self._format(self._take(count), self._columns))
             elif rewrite_due:
                 rows = self._take(count)
@@ -167,10 +272,14 @@ class CSVTable:
                     self._rows.extendleft(reversed(rows))
                     raise
             else:
+                if self._unwritten:
+                    self._append_bytes(b"")
                 return
             if not force:  # a forced flush (finalize, exit) checked first and leaves the file as it should be
                 self._watch.wrote()
+            self._failing = None
         except OSError as err:
+            self._failing = f"{type(err).__name__}: {err}"
             self._report(err)
 
     def _take(self, count: int) -> list[Mapping[str, Any]]:
@@ -231,6 +340,7 @@ class CSVTable:
                 view = view[os.write(fd, view) :]
         finally:
             self._unwritten = bytes(view)
+            self._unwritten_rows = self._unwritten.count(b"\n")
 
     def _rewrite(self, columns: list[str], rows: list[Mapping[str, Any]]) -> int:
         """Copy the existing rows under the new header into a temporary file, add ``rows``, swap it in.
@@ -246,20 +356,13 @@ class CSVTable:
         fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             with os.fdopen(fd, "w", newline="", encoding="utf-8", closefd=False) as out:
-                old = self._old_rows()
-                if old is not None:
-                    os.fchmod(fd, os.fstat(old.fileno()).st_mode & 0o777)
+                with contextlib.suppress(OSError):  # keep the mode the file had
+                    mode = os.fstat(self._fd).st_mode if self._fd is not None else os.stat(self.path).st_mode
+                    os.fchmod(fd, mode & 0o777)
                 writer = csv.writer(out)
                 writer.writerow(columns)
-                total = len(rows)
-                if old is not None:
-                    with old:
-                        reader = csv.reader(old)
-                        old_columns = next((values for values in reader if values), [])
-                        for values in reader:
-                            if values:
-                                writer.writerow(map(dict(zip(old_columns, values, strict=False)).get, columns))
-                                total += 1
+                lines = self._old_lines()
+                total = len(rows) + (_copy_rows(lines, writer, columns) if lines is not None else 0)
                 writer.writerows(map(row.get, columns) for row in rows)
                 out.flush()
                 os.fsync(fd)
@@ -271,11 +374,21 @@ class CSVTable:
             raise
         self._close_fd()
         self._fd = fd
+        self._unwritten, self._unwritten_rows = b"", 0  # the rows a failed append left are in the new file
         self._columns = columns
         self._column_set = set(columns)
         self._last_rewrite = time.monotonic()
         self._rewrite_seconds = self._last_rewrite - started
         return total
+
+    def _old_lines(self) -> Iterator[str] | None:
+        """The file's lines followed by what a failed append left unwritten (its first part may finish the
+        file's last line), or None when there is neither."""
+        old = self._old_rows()
+        tail = self._unwritten.decode("utf-8", errors="replace")
+        if old is None:
+            return iter(tail.splitlines(keepends=True)) if tail else None
+        return _joined(old, tail)
 
     def _old_rows(self) -> io.TextIOWrapper | None:
         """The existing file for reading (through the open descriptor when there is one), or None."""
@@ -297,19 +410,27 @@ class CSVTable:
                 there = _records(handle)
         except OSError:  # deleted, a link, unreadable: not a file to continue
             return False
-        old = self._old_rows()
-        assert old is not None  # read through the open descriptor
-        with old:
-            here = _records(old)
-        if not set(here[0]) <= set(there[0]):
-            return False
+        lines = self._old_lines()
+        assert lines is not None  # read through the open descriptor
+        here = _records(lines)
         remaining = iter(there[1])
-        if not all(row in remaining for row in here[1]):  # a subsequence: `in` consumes the iterator
-            return False
+        matched = 0
+        for row in here[1]:  # the longest start of our rows that is a subsequence (`in` consumes the iterator)
+            if row not in remaining:
+                break
+            matched += 1
+        if here[1] and not matched:
+            return False  # not a continuation of our file: someone else's file
+        # Another writer of this file (a forked or spawned copy of the logger) rewrote it from what it held then:
+        # our rows written after that go in again, after the rows queued before.
+        self._rows.extendleft(reversed(here[1][matched:]))
         self._close_fd()
+        self._unwritten, self._unwritten_rows = b"", 0
         self._columns = there[0]
         self._column_set = set(there[0])
         self._known.update(there[0])
+        for row in here[1][matched:]:
+            self._known.update(row)
         return True
 
     def _restore(self, rows: list[Mapping[str, Any]]) -> None:
@@ -358,9 +479,66 @@ class CSVTable:
             return
         self._failed_once = True
         warn(
-            f"Could not write {self.path} ({err}). The rows not yet written are kept in memory and written at "
-            "the next flush (tried several times a second); free space or fix permissions to let them through."
+            f"Could not write {self.path} ({err}). The rows not yet written are kept in memory (at most "
+            f"{self.max_rows_in_memory:,}; rows logged beyond that are dropped, and counted at finalize and exit) "
+            "and written as soon as the disk takes them (tried several times a second); free space or fix "
+            "permissions to let them through."
         )
+
+    def _forked(self) -> None:
+        """In a forked child: the parent writes its own queued rows; this copy writes each of its rows at once."""
+        self._rows = deque()
+        self._unwritten, self._unwritten_rows = b"", 0
+        self._io_lock = _flushing.WriterLock()  # the parent's flusher may have held it at the fork
+        self._background.forked()
+        self._pid = os.getpid()
+        self._write_through = True
+        self._said = None
+
+
+_all_tables: weakref.WeakSet[CSVTable] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _open_lock
+    _open_lock = threading.Lock()
+    for table in list(_all_tables):
+        table._forked()
+
+
+def _at_exit() -> None:
+    """Say what is held in memory or was dropped, with the numbers (registered first, so it runs last)."""
+    for table in list(_all_tables):
+        if table._pid == os.getpid():
+            with contextlib.suppress(Exception):  # the flushes at exit ran before: this only reports
+                table.report("exit")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)
+
+
+def _joined(handle: io.TextIOWrapper, tail: str) -> Iterator[str]:
+    """The lines of ``handle`` then of ``tail``, the first line of ``tail`` finishing the last one of ``handle``."""
+    with handle:
+        last = ""
+        for line in handle:
+            if last:
+                yield last
+            last = line
+    yield from (last + tail).splitlines(keepends=True)
+
+
+def _copy_rows(lines: Iterable[str], writer: Any, columns: list[str]) -> int:
+    """Write the rows of the CSV ``lines`` (its first row the header) under ``columns``; how many."""
+    reader = csv.reader(lines)
+    old_columns = next((values for values in reader if values), [])
+    total = 0
+    for values in reader:
+        if values:
+            writer.writerow(map(dict(zip(old_columns, values, strict=False)).get, columns))
+            total += 1
+    return total
 
 
 def _records(handle: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:

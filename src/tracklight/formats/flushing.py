@@ -186,6 +186,11 @@ class Background:
                 unregister(writer)
             self.resting = True
 
+    def forked(self) -> None:
+        """In a forked child: out of background flushing (the child's writer writes at once), with a fresh lock."""
+        self._lock = threading.Lock()
+        self.resting = True
+
     def wake(self) -> None:
         with self._lock:
             writer = self._writer()

@@ -47,7 +47,7 @@ class CSVExperiment(_ExperimentWriterBase):
         os.makedirs(log_dir, exist_ok=True)
         self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
         self.hparams_file_path = os.path.join(log_dir, self.NAME_HPARAMS_FILE)
-        self.table = CSVTable(self.metrics_file_path)
+        self.table = CSVTable.shared(self.metrics_file_path)
         self.hparams_file = HparamsYaml(self.hparams_file_path)
         self._rows = 0
 
