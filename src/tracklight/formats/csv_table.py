@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from tracklight._errors import warn
-from tracklight._fs import DeletionWatch, open_no_follow, set_aside
+from tracklight._fs import DeletionWatch, folder_lock, open_no_follow, set_aside
 from tracklight.formats import flushing as _flushing
 
 _tmp_names = itertools.count()
@@ -156,7 +156,7 @@ class CSVTable:
         with self._io_lock:
             self._write(rewrite_due=force or self._rewrite_due(), force=force)
 
-    def rest(self) -> None:
+    def rest(self, report: bool = True) -> None:
         """Write everything and stop background flushing until the next row (``finalize``: no thread left
         behind, while the file stays open for a later ``test`` or ``validate``). Rows still held in memory (a full
         disk) keep being retried in the background; they and the rows dropped are said with their numbers."""
@@ -164,7 +164,8 @@ class CSVTable:
         self.flush(force=True)  # after resting: a row appended meanwhile is written here or wakes it again
         if self.held_rows():
             self._background.wake()  # retried several times a second while the process lives
-        self.report("finalize")
+        if report:  # else the caller reports, once an uploader took what it could
+            self.report("finalize")
 
     def close(self) -> None:
         """Write everything (rewriting the header if needed), release the file and stop background flushing."""
@@ -192,13 +193,7 @@ class CSVTable:
         with self._io_lock:
             token = self.held()
             buffer = io.StringIO(newline="")
-            writer = csv.writer(buffer)
-            columns = self.columns
-            writer.writerow(columns)
-            lines = self._old_lines()
-            if lines is not None:
-                _copy_rows(lines, writer, columns)
-            writer.writerows(map(row.get, columns) for row in self._rows)
+            self._write_all(buffer, self.columns, list(self._rows))
             return token, buffer.getvalue().encode("utf-8")
 
     def stored(self, where: str, token: tuple[int, int, int]) -> None:
@@ -234,7 +229,7 @@ class CSVTable:
         # A logger dropped without finalize() still gets its last rows written; a forked child's copy does not
         # write the parent's rows a second time.
         try:
-            if not self._closed and self._pid == os.getpid():
+            if not self._closed and self._pid == os.getpid() and not _exited:
                 self.close()
         except Exception:
             pass
@@ -246,6 +241,12 @@ class CSVTable:
         return time.monotonic() - self._last_rewrite >= wait
 
     def _write(self, rewrite_due: bool, force: bool = False, check: bool = True) -> None:
+        # Other processes may write this file too (a forked DataLoader worker, a logger pickled to a spawned
+        # process): checking which file is at the path and writing or replacing it is one step for all of them.
+        with folder_lock(self.path):
+            self._write_locked(rewrite_due, force, check)
+
+    def _write_locked(self, rewrite_due: bool, force: bool, check: bool) -> None:
         try:
             count = len(self._rows)  # read before the keys: every one of these rows has its keys in _known
             lost = check and self._fd is not None and self._watch.lost(self._fd, self.path, force, writing=count > 0)
@@ -359,11 +360,7 @@ class CSVTable:
                 with contextlib.suppress(OSError):  # keep the mode the file had
                     mode = os.fstat(self._fd).st_mode if self._fd is not None else os.stat(self.path).st_mode
                     os.fchmod(fd, mode & 0o777)
-                writer = csv.writer(out)
-                writer.writerow(columns)
-                lines = self._old_lines()
-                total = len(rows) + (_copy_rows(lines, writer, columns) if lines is not None else 0)
-                writer.writerows(map(row.get, columns) for row in rows)
+                columns, total = self._write_all(out, columns, rows)
                 out.flush()
                 os.fsync(fd)
             os.replace(tmp, self.path)
@@ -380,6 +377,25 @@ class CSVTable:
         self._last_rewrite = time.monotonic()
         self._rewrite_seconds = self._last_rewrite - started
         return total
+
+    def _write_all(self, out: Any, columns: list[str], rows: list[Mapping[str, Any]]) -> tuple[list[str], int]:
+        """Write to ``out`` the header, the file's rows and ``rows``; the header used (``columns`` widened by any
+        column another writer of the file added) and how many rows were written."""
+        lines = self._old_lines()
+        reader = csv.reader(lines if lines is not None else ())
+        old_columns = next((values for values in reader if values), [])
+        if not self._known.issuperset(old_columns):
+            self._known.update(old_columns)
+            columns = sorted(self._known)
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        total = len(rows)
+        for values in reader:
+            if values:
+                writer.writerow(map(dict(zip(old_columns, values, strict=False)).get, columns))
+                total += 1
+        writer.writerows(map(row.get, columns) for row in rows)
+        return columns, total
 
     def _old_lines(self) -> Iterator[str] | None:
         """The file's lines followed by what a failed append left unwritten (its first part may finish the
@@ -497,6 +513,7 @@ class CSVTable:
 
 
 _all_tables: weakref.WeakSet[CSVTable] = weakref.WeakSet()
+_exited = False
 
 
 def _after_fork_in_child() -> None:
@@ -507,7 +524,10 @@ def _after_fork_in_child() -> None:
 
 
 def _at_exit() -> None:
-    """Say what is held in memory or was dropped, with the numbers (registered first, so it runs last)."""
+    """Say what is held in memory or was dropped, with the numbers (registered first, so it runs last). Nothing
+    is written after this: the exit's flushes ran, and a staging folder removed since stays removed."""
+    global _exited
+    _exited = True
     for table in list(_all_tables):
         if table._pid == os.getpid():
             with contextlib.suppress(Exception):  # the flushes at exit ran before: this only reports
@@ -527,18 +547,6 @@ def _joined(handle: io.TextIOWrapper, tail: str) -> Iterator[str]:
                 yield last
             last = line
     yield from (last + tail).splitlines(keepends=True)
-
-
-def _copy_rows(lines: Iterable[str], writer: Any, columns: list[str]) -> int:
-    """Write the rows of the CSV ``lines`` (its first row the header) under ``columns``; how many."""
-    reader = csv.reader(lines)
-    old_columns = next((values for values in reader if values), [])
-    total = 0
-    for values in reader:
-        if values:
-            writer.writerow(map(dict(zip(old_columns, values, strict=False)).get, columns))
-            total += 1
-    return total
 
 
 def _records(handle: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:

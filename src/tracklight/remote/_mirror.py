@@ -20,7 +20,9 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Hashable, Iterable
+from typing import Any, Protocol
 
 from tracklight._errors import warn
 from tracklight.remote._store import Store
@@ -39,7 +41,20 @@ IDLE_EXIT = 30.0
 SEGMENT_BYTES = 1 << 20
 _POLL = 0.05
 
-_Signature = tuple[int, int, int]
+_Signature = tuple[Any, ...]
+
+
+class Source(Protocol):
+    """A writer that can hand the mirror a file it could not write to the staging folder (a full disk)."""
+
+    def held(self) -> Hashable | None:
+        """A token for what is held in memory and not in the staging file (changes with it), or None."""
+
+    def snapshot(self) -> tuple[Hashable | None, bytes]:
+        """The whole file as it would be with what is held written, and the token it matches."""
+
+    def stored(self, where: str, token: Any) -> None:
+        """Told once the store holds the snapshot with ``token``."""
 
 
 class Mirror:
@@ -75,6 +90,11 @@ class Mirror:
         self._clean_start = -1.0  # monotonic start of the last pass that left nothing to upload
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._sources: dict[str, weakref.ref[Any]] = {}
+
+    def add_source(self, relative: str, source: Source) -> None:
+        """Upload ``relative`` from ``source`` whenever it holds what the staging folder could not take."""
+        self._sources[relative] = weakref.ref(source)
 
     # ---- for the run: what is in sync -------------------------------------------------------------------
 
@@ -155,11 +175,26 @@ class Mirror:
                 self._thread = None
                 return
 
+    def _held(self) -> dict[str, Hashable]:
+        """The files a writer holds in memory, because the staging disk refused them: their tokens."""
+        held = {}
+        for relative, ref in list(self._sources.items()):
+            source = ref()
+            token = None if source is None else source.held()
+            if token is not None:
+                held[relative] = token
+        return held
+
     def _changed(self) -> dict[str, _Signature]:
-        changed = {}
+        changed: dict[str, _Signature] = {}
+        held = self._held()
+        for relative, token in held.items():
+            signature = ("memory", token)
+            if self._uploaded.get(relative) != signature:
+                changed[relative] = signature
         for relative in _files(self.staging):
             signature = _signature(os.path.join(self.staging, relative))
-            if signature is None or self._uploaded.get(relative) == signature:
+            if signature is None or relative in held or self._uploaded.get(relative) == signature:
                 continue
             if relative in self.foreign:
                 if signature[0] and relative not in self._said_foreign:
@@ -174,7 +209,15 @@ class Mirror:
 
     def _upload(self, changed: dict[str, _Signature]) -> None:
         batch = {}
+        stored = []
         for relative, signature in changed.items():
+            source = self._sources[relative]() if relative in self._sources else None
+            if signature[0] == "memory" and source is not None:
+                token, data = source.snapshot()  # straight from memory: the staging disk refused it
+                changed[relative] = ("memory", token)
+                batch[self.store.child(*relative.split("/"))] = data
+                stored.append((source, token, relative))
+                continue
             try:
                 with open(os.path.join(self.staging, relative), "rb") as handle:
                     data = handle.read()
@@ -185,6 +228,8 @@ class Mirror:
             self.store.fs.pipe(batch)
         # The signatures were taken before reading: a file that changed while it was read goes up again.
         self._uploaded.update(changed)
+        for source, token, relative in stored:
+            source.stored(self.store.child_url(relative), token)
 
     def _complete_part(self, relative: str, signature: _Signature, data: bytes) -> bytes:
         """``data`` without a record still being written at its end."""
