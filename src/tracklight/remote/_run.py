@@ -24,10 +24,12 @@ import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Hashable
 from typing import Any
 
 from tracklight._errors import TracklightError, warn
 from tracklight.formats import flushing as _flushing
+from tracklight.remote._guard import key
 from tracklight.remote._mirror import Mirror, describe_left
 from tracklight.remote._store import Store, describe_failure, join
 from tracklight.remote._versions import mark
@@ -86,7 +88,7 @@ class RemoteRun:
             raise describe_failure(url, error) from error
         self.mirror = Mirror(self.store, self.staging_dir, foreign)
         for relative in EXTENDED:
-            self.mirror.mark_uploaded(relative)
+            self.mirror.mark_uploaded(relative, self._downloaded.get(relative))
         self._write_manifest(foreign)
         self._exit_sync: tuple[float, list[str]] | None = None
         _flushing.register(self, late=True)
@@ -130,6 +132,7 @@ class RemoteRun:
     def _resume(self) -> list[str]:
         """Download what the writers extend; return every other file already in the store."""
         fs, root = self.store.fs, self.store.path
+        self._downloaded: dict[str, Hashable | None] = {}  # what each file downloaded was in the store
         fs.invalidate_cache(root)
         try:
             existing = fs.find(root)
@@ -142,6 +145,7 @@ class RemoteRun:
                 continue
             local = os.path.join(self.staging_dir, *relative.split("/"))
             if relative in EXTENDED:
+                self._downloaded[relative] = key(fs, path)
                 data = fs.cat_file(path)
                 try:
                     os.makedirs(os.path.dirname(local), exist_ok=True)
