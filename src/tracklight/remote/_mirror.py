@@ -242,8 +242,10 @@ class Mirror:
         fs = self.store.fs
         relatives = {self.store.child(*relative.split("/")): relative for relative in changed}
         for path in list(batch):
-            if not self._may_replace(relatives[path], path, batch[path]):
+            verdict = self._may_replace(relatives[path], path, batch[path])
+            if verdict != "upload":
                 del batch[path]
+            if verdict == "conflict":
                 changed.pop(relatives[path])
         if batch:
             answers = fs.pipe(batch)
@@ -256,15 +258,20 @@ class Mirror:
             if relative in changed:
                 source.stored(self.store.child_url(relative), token)
 
-    def _may_replace(self, relative: str, path: str, data: bytes) -> bool:
-        """Whether uploading ``data`` to ``path`` loses nothing: the object is absent, is what this run left there,
-        or holds nothing ``data`` lacks. Otherwise another writer changed it: say so once, leave it alone."""
+    def _may_replace(self, relative: str, path: str, data: bytes) -> str:
+        """"upload" when uploading ``data`` to ``path`` loses nothing (the object is absent, is what this run left
+        there, or holds nothing ``data`` lacks); "held" when the object already holds all of ``data``; else
+        "conflict": another writer changed it, which is said once, and it is left alone."""
         fs = self.store.fs
         now = key(fs, path)
         if now is None or (relative in self._keys and now == self._keys[relative]):
-            return True
-        if extends(relative, fs.cat_file(path), data):
-            return True
+            return "upload"
+        theirs = fs.cat_file(path)
+        if extends(relative, theirs, data):
+            return "upload"
+        if extends(relative, data, theirs):
+            self._keys[relative] = now
+            return "held"
         local = os.path.join(self.staging, *relative.split("/"))
         self.conflicts[relative] = (
             f"{self.store.child_url(relative)} holds data this run does not have (another process wrote it: one on "
@@ -272,7 +279,7 @@ class Mirror:
             f"{local}."
         )
         warn(self.conflicts[relative] + " The staging folder is kept.")
-        return False
+        return "conflict"
 
     def _verify(self) -> None:
         """Forget the uploads of files that are no longer in the store (deleted, or the bucket made again), so the
