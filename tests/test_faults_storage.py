@@ -297,5 +297,3 @@ def test_a_logger_pickled_to_a_spawned_process_writes_its_rows_once(tmp_path: Pa
         logger.finalize("success")
     assert steps(logger.log_dir) == list(range(300))
     assert os.listdir(logger.log_dir) == ["metrics.csv"]
-
-

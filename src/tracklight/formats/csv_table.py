@@ -222,7 +222,8 @@ class CSVTable:
             )
         else:
             fate = "every row held in memory was written since"
-        lost = f"; {dropped:,} rows logged while {self.max_rows_in_memory:,} were held were dropped and are lost" if dropped else ""
+        limit_now = f"{self.max_rows_in_memory:,}"
+        lost = f"; {dropped:,} rows logged while {limit_now} were held were dropped and are lost" if dropped else ""
         warn(f"{self.path} could not be written{error} (at {when}): {fate}{lost}. Free space or fix permissions.")
 
     def __del__(self) -> None:

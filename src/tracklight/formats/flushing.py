@@ -220,7 +220,8 @@ def _run() -> None:
         _wake.wait(FLUSH_INTERVAL)
         with _lock:
             _wake.clear()
-            if _exiting or not (_writers or _late_writers):  # nothing left to flush: no tracklight thread outlives the last writer
+            # Nothing left to flush (or the exit's last flush ran): no tracklight thread outlives the last writer.
+            if _exiting or not (_writers or _late_writers):
                 if _thread is threading.current_thread():
                     _thread = None
                 return

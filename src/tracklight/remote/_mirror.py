@@ -202,9 +202,8 @@ class Mirror:
         changed: dict[str, _Signature] = {}
         held = self._held()
         for relative, token in held.items():
-            signature = ("memory", token)
-            if self._uploaded.get(relative) != signature:
-                changed[relative] = signature
+            if self._uploaded.get(relative) != ("memory", token):
+                changed[relative] = ("memory", token)
         for relative in _files(self.staging):
             signature = _signature(os.path.join(self.staging, relative))
             if signature is None or relative in held or self._uploaded.get(relative) == signature:
@@ -259,7 +258,7 @@ class Mirror:
                 source.stored(self.store.child_url(relative), token)
 
     def _may_replace(self, relative: str, path: str, data: bytes) -> str:
-        """"upload" when uploading ``data`` to ``path`` loses nothing (the object is absent, is what this run left
+        """ "upload" when uploading ``data`` to ``path`` loses nothing (the object is absent, is what this run left
         there, or holds nothing ``data`` lacks); "held" when the object already holds all of ``data``; else
         "conflict": another writer changed it, which is said once, and it is left alone."""
         fs = self.store.fs
