@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import codecs
 import contextlib
 import csv
 import io
@@ -18,7 +16,10 @@ from typing import Any
 
 from tracklight._errors import warn
 from tracklight._fs import DeletionWatch, folder_lock, open_no_follow, set_aside
+from tracklight.formats import _csv_held
 from tracklight.formats import flushing as _flushing
+from tracklight.formats._csv_files import end_with_newline, joined, not_utf8, records, warn_if_cut_short
+from tracklight.formats._csv_held import describe_held
 
 _tmp_names = itertools.count()
 
@@ -112,7 +113,7 @@ class CSVTable:
         #: Set by an uploader (see :meth:`stored`): where the held rows are kept and the state it took.
         self.stored_at: tuple[str, tuple[int, int, int]] | None = None
         self._background = _flushing.Background(self)
-        _all_tables.add(self)
+        _csv_held.track(self)
 
     @property
     def columns(self) -> list[str]:
@@ -207,30 +208,14 @@ class CSVTable:
         if (when, held, dropped) == self._said or not (held or dropped):
             return
         self._said = (when, held, dropped)
-        error = f" ({self._failing})" if self._failing else ""
-        limit = f"at most {self.max_rows_in_memory:,} are held"
-        elsewhere = self.stored_at is not None and self.stored_at[1] == self.held()
-        if held and elsewhere:
-            assert self.stored_at is not None
-            fate = f"{held:,} rows are held in memory and are in {self.stored_at[0]}"
-        elif held and when in ("exit", "close"):
-            fate = f"{held:,} rows held in memory are lost" + (" with the process" if when == "exit" else "")
-        elif held:
-            fate = (
-                f"{held:,} rows are held in memory and written as soon as the disk takes them (retried several "
-                f"times a second while the process runs; {limit})"
-            )
-        else:
-            fate = "every row held in memory was written since"
-        limit_now = f"{self.max_rows_in_memory:,}"
-        lost = f"; {dropped:,} rows logged while {limit_now} were held were dropped and are lost" if dropped else ""
-        warn(f"{self.path} could not be written{error} (at {when}): {fate}{lost}. Free space or fix permissions.")
+        stored = self.stored_at[0] if self.stored_at is not None and self.stored_at[1] == self.held() else None
+        warn(describe_held(self.path, when, held, dropped, self.max_rows_in_memory, self._failing, stored))
 
     def __del__(self) -> None:
         # A logger dropped without finalize() still gets its last rows written; a forked child's copy does not
         # write the parent's rows a second time.
         try:
-            if not self._closed and self._pid == os.getpid() and not _exited:
+            if not self._closed and self._pid == os.getpid() and not _csv_held.exited():
                 self.close()
         except Exception:
             pass
@@ -301,7 +286,7 @@ class CSVTable:
             try:
                 if self._columns and not os.fstat(fd).st_size:
                     self._start_again(fd)
-                _end_with_newline(fd)
+                end_with_newline(fd)
             except BaseException:
                 os.close(fd)
                 raise
@@ -405,7 +390,7 @@ class CSVTable:
         tail = self._unwritten.decode("utf-8", errors="replace")
         if old is None:
             return iter(tail.splitlines(keepends=True)) if tail else None
-        return _joined(old, tail)
+        return joined(old, tail)
 
     def _old_rows(self) -> io.TextIOWrapper | None:
         """The existing file for reading (through the open descriptor when there is one), or None."""
@@ -424,12 +409,12 @@ class CSVTable:
         header; or a copy was moved into place); whether it was adopted."""
         try:
             with open(self.path, newline="", encoding="utf-8", errors="replace", opener=open_no_follow) as handle:
-                there = _records(handle)
+                there = records(handle)
         except OSError:  # deleted, a link, unreadable: not a file to continue
             return False
         lines = self._old_lines()
         assert lines is not None  # read through the open descriptor
-        here = _records(lines)
+        here = records(lines)
         remaining = iter(there[1])
         matched = 0
         for row in here[1]:  # the longest start of our rows that is a subsequence (`in` consumes the iterator)
@@ -477,11 +462,11 @@ class CSVTable:
         if os.path.islink(self.path):
             self._set_aside("link", f"is a symbolic link (to {os.readlink(self.path)}), which is never followed")
             return []
-        problem = _not_utf8(self.path)
+        problem = not_utf8(self.path)
         if problem:
             self._set_aside("damaged", f"cannot be resumed: {problem}")
             return []
-        _warn_if_cut_short(self.path)
+        warn_if_cut_short(self.path)
         return self._read_header()
 
     def _read_header(self) -> list[str]:
@@ -513,90 +498,9 @@ class CSVTable:
         self._said = None
 
 
-_all_tables: weakref.WeakSet[CSVTable] = weakref.WeakSet()
-_exited = False
-
-
-def _after_fork_in_child() -> None:
+def _reset_open_lock() -> None:
     global _open_lock
     _open_lock = threading.Lock()
-    for table in list(_all_tables):
-        table._forked()
 
 
-def _at_exit() -> None:
-    """Say what is held in memory or was dropped, with the numbers (registered first, so it runs last). Nothing
-    is written after this: the exit's flushes ran, and a staging folder removed since stays removed."""
-    global _exited
-    _exited = True
-    for table in list(_all_tables):
-        if table._pid == os.getpid():
-            with contextlib.suppress(Exception):  # the flushes at exit ran before: this only reports
-                table.report("exit")
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_at_exit)
-
-
-def _joined(handle: io.TextIOWrapper, tail: str) -> Iterator[str]:
-    """The lines of ``handle`` then of ``tail``, the first line of ``tail`` finishing the last one of ``handle``."""
-    with handle:
-        last = ""
-        for line in handle:
-            if last:
-                yield last
-            last = line
-    yield from (last + tail).splitlines(keepends=True)
-
-
-def _records(handle: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """A CSV file's header, and its rows as their non-empty fields (so a wider header does not change a row)."""
-    reader = csv.reader(handle)
-    header = next((values for values in reader if values), [])
-    rows = [{key: value for key, value in zip(header, values, strict=False) if value} for values in reader if values]
-    return header, rows
-
-
-def _end_with_newline(fd: int) -> None:
-    """Finish a last line cut short (a process killed mid-write) so appended rows start on their own line."""
-    size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r"):
-        os.write(fd, b"\r\n")
-
-
-def _not_utf8(path: str) -> str | None:
-    """Where the file stops being UTF-8 text (``metrics.csv`` is written as UTF-8), or None."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    try:
-        with open(path, "rb", opener=open_no_follow) as handle:
-            while chunk := handle.read(1 << 20):
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as err:
-                    return f"byte {offset + err.start} ({chunk[err.start : err.start + 1]!r}) is not UTF-8 text"
-                offset += len(chunk)
-            decoder.decode(b"", final=True)
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError:
-        return "it ends inside a UTF-8 character"
-    return None
-
-
-def _warn_if_cut_short(path: str) -> None:
-    try:
-        with open(path, "rb", opener=open_no_follow) as handle:
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() == 0:
-                return
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) in (b"\n", b"\r"):
-                return
-    except FileNotFoundError:
-        return
-    warn(
-        f"The last line of {path} was cut short (a process stopped while writing it?); it is kept as it is "
-        "and new rows start on the next line."
-    )
+_csv_held.at_fork_in_child(_reset_open_lock)
