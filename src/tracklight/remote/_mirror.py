@@ -202,7 +202,7 @@ class Mirror:
         changed: dict[str, _Signature] = {}
         held = self._held()
         for relative, token in held.items():
-            if self._uploaded.get(relative) != ("memory", token):
+            if relative not in self.conflicts and self._uploaded.get(relative) != ("memory", token):
                 changed[relative] = ("memory", token)
         for relative in _files(self.staging):
             signature = _signature(os.path.join(self.staging, relative))
