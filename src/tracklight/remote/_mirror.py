@@ -97,6 +97,7 @@ class Mirror:
         #: Files the store holds in a version this run does not hold all of (another writer): never replaced.
         self.conflicts: dict[str, str] = {}
         self._verify_due = False  # look for files gone from the store (a bucket deleted and made again)
+        self._unverified = False  # something was uploaded, or a pass failed, since the store was last listed
         self._said_missing = False
 
     def add_source(self, relative: str, source: Source) -> None:
@@ -137,7 +138,9 @@ class Mirror:
     def sync(self, timeout: float) -> list[str]:
         """Wait up to ``timeout`` seconds for a pass that starts now to upload everything; what is left."""
         request = time.monotonic()
-        self._verify_due = True  # finalize, exit, push: what was uploaded is still there, or goes up again
+        # finalize, exit, push: what was uploaded is still there, or goes up again (one listing, and none when
+        # nothing happened since the last one: an exit after finalize asks nothing of the store)
+        self._verify_due = self._verify_due or self._unverified
         self._sync_request = request
         self.ensure_running()
         deadline = request + timeout
@@ -164,14 +167,17 @@ class Mirror:
                 continue
             started = time.monotonic()
             try:
-                if self._verify_due:
+                verified = self._verify_due
+                if verified:
                     self._verify()
                 changed = self._changed()
                 if changed:
                     self._upload(changed)
+                if verified:  # what this pass uploaded was just put there
+                    self._unverified = False
             except Exception as error:
                 failures += 1
-                self._verify_due = True  # the store may come back empty (a bucket deleted and made again)
+                self._verify_due = self._unverified = True  # the store may come back empty (a bucket made again)
                 self._failed(error)
                 next_pass = started + min(BACKOFF_MAX, INTERVAL * 2 ** (failures - 1))
                 retry_floor = started + INTERVAL
@@ -251,6 +257,7 @@ class Mirror:
             answers = answers if isinstance(answers, list) and len(answers) == len(batch) else [None] * len(batch)
             for path, answer in zip(batch, answers, strict=True):
                 self._keys[relatives[path]] = uploaded_key(answer) or key(fs, path)
+            self._unverified = True
         # The signatures were taken before reading: a file that changed while it was read goes up again.
         self._uploaded.update(changed)
         for source, token, relative in stored:
@@ -283,7 +290,7 @@ class Mirror:
     def _verify(self) -> None:
         """Forget the uploads of files that are no longer in the store (deleted, or the bucket made again), so the
         pass uploads them again."""
-        self._verify_due = False
+        self._verify_due = self._unverified = False
         if not self._uploaded:
             return
         fs, root = self.store.fs, self.store.path
