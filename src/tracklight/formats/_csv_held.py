@@ -7,8 +7,11 @@ import atexit
 import contextlib
 import os
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from tracklight._errors import warn
 
 _tables: weakref.WeakSet[Any] = weakref.WeakSet()
 _fork_hooks: list[Callable[[], None]] = []
@@ -76,3 +79,55 @@ def describe_held(
     lost = f"; {dropped:,} rows logged while {limit:,} were held were dropped and are lost" if dropped else ""
     reason = f" ({error})" if error else ""
     return f"{path} could not be written{reason} (at {when}): {fate}{lost}. Free space or fix permissions."
+
+
+class HeldRows:
+    """What a :class:`~tracklight.formats.csv_table.CSVTable` holds in memory while no disk takes its rows, and
+    what it says about them."""
+
+    path: str
+    dropped: int
+    max_rows_in_memory: int
+    stored_at: tuple[str, tuple[int, int, int]] | None
+    _rows: deque[Any]
+    _unwritten: bytes
+    _unwritten_rows: int
+    _appended: int
+    _failing: str | None
+    _failed_once: bool
+    _said: tuple[str, int, int] | None
+
+    def held_rows(self) -> int:
+        """How many rows are held in memory, not written to the file (a failed write)."""
+        return len(self._rows) + self._unwritten_rows + (1 if self._unwritten and not self._unwritten_rows else 0)
+
+    def held(self) -> tuple[int, int, int] | None:
+        """A token for what is held in memory while writes fail (it changes with every row), or None."""
+        if self._failing is None or not (self._rows or self._unwritten):
+            return None
+        return (self._appended, len(self._rows), len(self._unwritten))
+
+    def stored(self, where: str, token: tuple[int, int, int]) -> None:
+        """An uploader holds everything :meth:`snapshot` gave with ``token`` at ``where`` (a URL)."""
+        self.stored_at = (where, token)
+
+    def report(self, when: str) -> None:
+        """Say, with the numbers, what is held in memory and what was dropped (``when``: "finalize", "close" or
+        "exit")."""
+        held, dropped = (self.held_rows() if self._failing else 0), self.dropped
+        if (when, held, dropped) == self._said or not (held or dropped):
+            return
+        self._said = (when, held, dropped)
+        stored = self.stored_at[0] if self.stored_at is not None and self.stored_at[1] == self.held() else None
+        warn(describe_held(self.path, when, held, dropped, self.max_rows_in_memory, self._failing, stored))
+
+    def _report(self, err: OSError) -> None:
+        if self._failed_once:
+            return
+        self._failed_once = True
+        warn(
+            f"Could not write {self.path} ({err}). The rows not yet written are kept in memory (at most "
+            f"{self.max_rows_in_memory:,}; rows logged beyond that are dropped, and counted at finalize and exit) "
+            "and written as soon as the disk takes them (tried several times a second); free space or fix "
+            "permissions to let them through."
+        )

@@ -19,7 +19,7 @@ from tracklight._fs import DeletionWatch, folder_lock, open_no_follow, set_aside
 from tracklight.formats import _csv_held
 from tracklight.formats import flushing as _flushing
 from tracklight.formats._csv_files import end_with_newline, joined, not_utf8, records, warn_if_cut_short
-from tracklight.formats._csv_held import describe_held
+from tracklight.formats._csv_held import HeldRows
 
 _tmp_names = itertools.count()
 
@@ -34,7 +34,7 @@ _open_tables: weakref.WeakValueDictionary[str, CSVTable] = weakref.WeakValueDict
 _open_lock = threading.Lock()
 
 
-class CSVTable:
+class CSVTable(HeldRows):
     """Appends rows to ``path``; the header is the sorted union of every key seen, as in Lightning's CSVLogger.
 
     :meth:`append` only queues the row (no lock, no I/O), so the training loop never waits on the disk.
@@ -179,16 +179,6 @@ class CSVTable:
 
     # ---- rows no disk takes --------------------------------------------------------------------------------
 
-    def held_rows(self) -> int:
-        """How many rows are held in memory, not written to the file (a failed write)."""
-        return len(self._rows) + self._unwritten_rows + (1 if self._unwritten and not self._unwritten_rows else 0)
-
-    def held(self) -> tuple[int, int, int] | None:
-        """A token for what is held in memory while writes fail (it changes with every row), or None."""
-        if self._failing is None or not (self._rows or self._unwritten):
-            return None
-        return (self._appended, len(self._rows), len(self._unwritten))
-
     def snapshot(self) -> tuple[tuple[int, int, int] | None, bytes]:
         """The whole file as it would be with every held row written: what an uploader sends in its place."""
         with self._io_lock:
@@ -196,20 +186,6 @@ class CSVTable:
             buffer = io.StringIO(newline="")
             self._write_all(buffer, self.columns, list(self._rows))
             return token, buffer.getvalue().encode("utf-8")
-
-    def stored(self, where: str, token: tuple[int, int, int]) -> None:
-        """An uploader holds everything :meth:`snapshot` gave with ``token`` at ``where`` (a URL)."""
-        self.stored_at = (where, token)
-
-    def report(self, when: str) -> None:
-        """Say, with the numbers, what is held in memory and what was dropped (``when``: "finalize", "close" or
-        "exit")."""
-        held, dropped = (self.held_rows() if self._failing else 0), self.dropped
-        if (when, held, dropped) == self._said or not (held or dropped):
-            return
-        self._said = (when, held, dropped)
-        stored = self.stored_at[0] if self.stored_at is not None and self.stored_at[1] == self.held() else None
-        warn(describe_held(self.path, when, held, dropped, self.max_rows_in_memory, self._failing, stored))
 
     def __del__(self) -> None:
         # A logger dropped without finalize() still gets its last rows written; a forked child's copy does not
@@ -475,17 +451,6 @@ class CSVTable:
                 return next((values for values in csv.reader(handle) if values), [])
         except FileNotFoundError:
             return []
-
-    def _report(self, err: OSError) -> None:
-        if self._failed_once:
-            return
-        self._failed_once = True
-        warn(
-            f"Could not write {self.path} ({err}). The rows not yet written are kept in memory (at most "
-            f"{self.max_rows_in_memory:,}; rows logged beyond that are dropped, and counted at finalize and exit) "
-            "and written as soon as the disk takes them (tried several times a second); free space or fix "
-            "permissions to let them through."
-        )
 
     def _forked(self) -> None:
         """In a forked child: the parent writes its own queued rows; this copy writes each of its rows at once."""
