@@ -27,6 +27,9 @@ import pytest
 from tracklight import TracklightWarning
 from tracklight.loggers import CSVLogger
 
+#: Mounting needs root: as root directly, else through passwordless sudo (as on CI runners).
+_AS_ROOT = [] if os.geteuid() == 0 else ["sudo", "-n"]
+
 
 class Disk:
     """A small tmpfs mounted for one test: ``fill()`` takes every free byte, ``free()`` gives them back."""
@@ -34,7 +37,8 @@ class Disk:
     def __init__(self, path: Path, size: str) -> None:
         self.path = path
         path.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+        options = f"size={size},uid={os.getuid()},gid={os.getgid()}"  # the test's user owns it
+        subprocess.run([*_AS_ROOT, "mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
         self._filler = path / "filler"
 
     def fill(self) -> None:
@@ -53,7 +57,7 @@ class Disk:
         self._filler.unlink()
 
     def unmount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.path)], check=False)
+        subprocess.run([*_AS_ROOT, "umount", "-l", str(self.path)], check=False)
 
 
 @pytest.fixture
