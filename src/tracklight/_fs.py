@@ -6,11 +6,19 @@ A ``root`` that is a URL (``s3://bucket/logs``) is listed and claimed in its obj
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no folder locks; copies of a logger in several processes are then unguarded
+    fcntl = None  # type: ignore[assignment]
 
 from tracklight.remote._store import is_url
 
@@ -94,6 +102,58 @@ def copy_open_file(fd: int, path: str) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     return new
+
+
+@contextlib.contextmanager
+def folder_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the folder that holds ``path`` (shared by every process on this machine that
+    writes files there: a forked or spawned copy of a logger). Where the folder is gone or cannot be locked (no
+    ``fcntl``, a filesystem without locks) it goes on without one."""
+    with _lock_fds_guard:
+        try:
+            fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            fd = -1
+        else:
+            _lock_fds.add(fd)
+    if fd < 0:
+        yield
+        return
+    try:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        with _lock_fds_guard:
+            _lock_fds.discard(fd)
+            os.close(fd)  # closing the last descriptor of it releases the lock
+
+
+# A flock belongs to the open file, which a forked child shares: a child that kept the copy of a descriptor another
+# thread held locked at the fork would hold the lock for good (and wait on itself). The child closes its copies.
+_lock_fds: set[int] = set()
+_lock_fds_guard = threading.Lock()
+
+
+def _before_fork() -> None:
+    _lock_fds_guard.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _lock_fds_guard.release()
+
+
+def _after_fork_in_child() -> None:
+    global _lock_fds_guard
+    for fd in _lock_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _lock_fds.clear()
+    _lock_fds_guard = threading.Lock()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 def leaves_its_folder(path: str) -> bool:

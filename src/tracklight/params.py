@@ -274,6 +274,8 @@ class HparamsYaml:
         self._values: dict[str, Any] | None = None
         #: Why the existing file cannot be merged (it is set aside at the first write), or None.
         self._unusable: tuple[str, str] | None = None
+        #: How many writes the disk refused since the last one it took (0: the file is up to date).
+        self._unsaved = 0
 
     @property
     def values(self) -> dict[str, Any]:
@@ -285,13 +287,41 @@ class HparamsYaml:
         _deep_update(self.values, clean)
         if self._unusable is not None:
             self._set_aside(*self._unusable)
-        atomic_write_text(self.path, to_yaml(self.values))
+        self._write()
 
     def restore(self) -> None:
-        """Write the file again if it was written once and has since been deleted (with its folder, perhaps)."""
-        if self._values is not None and not os.path.lexists(self.path):
+        """Write the file again if it was written once and has since been deleted (with its folder, perhaps), or
+        if the disk refused the last write."""
+        if self._unsaved:
+            self._write()
+        elif self._values is not None and not os.path.lexists(self.path):
             atomic_write_text(self.path, to_yaml(self._values))
             warn(f"{self.path} was deleted while the run was going on; it was written again from memory.")
+
+    def _write(self) -> None:
+        """Write the file; a disk that refuses (full, read-only) leaves the values in memory, said once."""
+        try:
+            atomic_write_text(self.path, to_yaml(self.values))
+        except OSError as err:
+            self._unsaved += 1
+            if self._unsaved == 1:
+                warn(
+                    f"Could not write {self.path} ({err}); the hyperparameters are kept in memory and written at "
+                    "the next save() or finalize. Free space or fix permissions."
+                )
+        else:
+            self._unsaved = 0
+
+    # What an object-store run's uploader takes from memory while the staging disk refuses the file.
+
+    def held(self) -> int | None:
+        return self._unsaved or None
+
+    def snapshot(self) -> tuple[int | None, bytes]:
+        return self.held(), to_yaml(self.values).encode("utf-8")
+
+    def stored(self, where: str, token: Any) -> None:
+        pass
 
     def _set_aside(self, label: str, why: str) -> None:
         self._unusable = None

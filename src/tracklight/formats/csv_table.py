@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import io
 import itertools
 import os
+import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from tracklight._errors import warn
-from tracklight._fs import DeletionWatch, open_no_follow, set_aside
+from tracklight._fs import DeletionWatch, folder_lock, open_no_follow, set_aside
+from tracklight.formats import _csv_held
 from tracklight.formats import flushing as _flushing
+from tracklight.formats._csv_files import end_with_newline, joined, not_utf8, records, warn_if_cut_short
+from tracklight.formats._csv_held import HeldRows
 
 _tmp_names = itertools.count()
 
 #: Rewrites (a new key changes the header) take at most this share of the time, however large the file.
 _MAX_REWRITE_SHARE = 0.25
+#: Rows kept in memory while no disk takes them (a full disk); rows logged beyond this are dropped and counted.
+MAX_ROWS_IN_MEMORY = 100_000
+
+#: The open tables of this process by path: a copy of a logger (``copy.deepcopy``, pickled and loaded in the same
+#: process) writes through the same table, so its rows go into the file once and in order.
+_open_tables: weakref.WeakValueDictionary[str, CSVTable] = weakref.WeakValueDictionary()
+_open_lock = threading.Lock()
 
 
-class CSVTable:
+class CSVTable(HeldRows):
     """Appends rows to ``path``; the header is the sorted union of every key seen, as in Lightning's CSVLogger.
 
     :meth:`append` only queues the row (no lock, no I/O), so the training loop never waits on the disk.
@@ -34,7 +45,13 @@ class CSVTable:
     on a forced flush (``finalize``, exit, SIGTERM). So rows reach the disk within about a second.
 
     An existing file is never deleted: its header and rows are kept and new rows are appended. A write
-    that fails keeps the data in memory, warns once and is retried on the next flush.
+    that fails keeps the rows in memory (at most :data:`MAX_ROWS_IN_MEMORY`; later rows are dropped and
+    counted), warns once and is retried on every flush; what is still held (and what was dropped) is said
+    with the numbers at :meth:`rest` (``finalize``) and at exit. :meth:`held` and :meth:`snapshot` let an
+    uploader (an object-store run) take the rows no disk holds straight from memory.
+
+    A process forked from the one that made the table (a ``DataLoader`` worker) writes each of its rows at
+    once (it may end with ``os._exit``, which runs no exit hook) and never writes the parent's queued rows.
 
     What the file may meet, and what the table does (each with a warning naming the paths):
 
@@ -57,6 +74,16 @@ class CSVTable:
         ['acc,loss,step', ',0.5,0', '0.9,,1']
     """
 
+    @classmethod
+    def shared(cls, path: str) -> CSVTable:
+        """The table this process has open on ``path``, or a new one: copies of a logger share it."""
+        key = os.path.abspath(path)
+        with _open_lock:
+            table = _open_tables.get(key)
+            if table is None or table._pid != os.getpid():
+                table = _open_tables[key] = cls(path)
+            return table
+
     def __init__(self, path: str, rewrite_interval: float = 0.75) -> None:
         self.path = path
         self.rewrite_interval = rewrite_interval
@@ -75,7 +102,18 @@ class CSVTable:
         self._failed_once = False
         self._closed = False
         self._pid = os.getpid()
+        self._write_through = False  # a forked child's copy: each row is written at once
+        #: Rows refused because MAX_ROWS_IN_MEMORY rows were already held while no disk took them.
+        self.dropped = 0
+        self.max_rows_in_memory = MAX_ROWS_IN_MEMORY
+        self._failing: str | None = None  # the last write error, while writes fail
+        self._unwritten_rows = 0
+        self._appended = 0
+        self._said: tuple[str, int, int] | None = None  # (when, held, dropped) last reported
+        #: Set by an uploader (see :meth:`stored`): where the held rows are kept and the state it took.
+        self.stored_at: tuple[str, tuple[int, int, int]] | None = None
         self._background = _flushing.Background(self)
+        _csv_held.track(self)
 
     @property
     def columns(self) -> list[str]:
@@ -89,11 +127,17 @@ class CSVTable:
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Queue one row (a mapping of column to value). Safe to call from any thread and from signal handlers."""
+        if self._failing is not None and len(self._rows) + self._unwritten_rows >= self.max_rows_in_memory:
+            self.dropped += 1  # no disk takes rows and memory holds its share: counted, said at finalize and exit
+            return
         if not self._known.issuperset(row):
             # Keys are recorded before the row is queued, so a flusher that sees the row also sees its keys.
             self._known.update(row)
         self._rows.append(row)
-        if self._background.resting:  # logging again after rest() or close(): flush in the background again
+        self._appended += 1
+        if self._write_through:
+            self.flush(force=True)
+        elif self._background.resting:  # logging again after rest() or close(): flush in the background again
             self._closed = False
             self._background.wake()
 
@@ -113,30 +157,41 @@ class CSVTable:
         with self._io_lock:
             self._write(rewrite_due=force or self._rewrite_due(), force=force)
 
-    def rest(self) -> None:
+    def rest(self, report: bool = True) -> None:
         """Write everything and stop background flushing until the next row (``finalize``: no thread left
-        behind, while the file stays open for a later ``test`` or ``validate``)."""
+        behind, while the file stays open for a later ``test`` or ``validate``). Rows still held in memory (a full
+        disk) keep being retried in the background; they and the rows dropped are said with their numbers."""
         self._background.rest()
         self.flush(force=True)  # after resting: a row appended meanwhile is written here or wakes it again
+        if self.held_rows():
+            self._background.wake()  # retried several times a second while the process lives
+        if report:  # else the caller reports, once an uploader took what it could
+            self.report("finalize")
 
     def close(self) -> None:
         """Write everything (rewriting the header if needed), release the file and stop background flushing."""
         self.rest()
+        self._background.rest()  # nothing is retried after close (until the next row)
         with self._io_lock:
             self._close_fd()
-            lost = len(self._rows) + (1 if self._unwritten else 0)
         self._closed = True
-        if lost:
-            warn(
-                f"{self.path} could not be written; the rows logged since the last successful write "
-                f"({len(self._rows)} queued, plus any half-written one) are lost. Check free space and permissions."
-            )
+        self.report("close")
+
+    # ---- rows no disk takes --------------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[tuple[int, int, int] | None, bytes]:
+        """The whole file as it would be with every held row written: what an uploader sends in its place."""
+        with self._io_lock:
+            token = self.held()
+            buffer = io.StringIO(newline="")
+            self._write_all(buffer, self.columns, list(self._rows))
+            return token, buffer.getvalue().encode("utf-8")
 
     def __del__(self) -> None:
         # A logger dropped without finalize() still gets its last rows written; a forked child's copy does not
         # write the parent's rows a second time.
         try:
-            if not self._closed and self._pid == os.getpid():
+            if not self._closed and self._pid == os.getpid() and not _csv_held.exited():
                 self.close()
         except Exception:
             pass
@@ -148,16 +203,29 @@ class CSVTable:
         return time.monotonic() - self._last_rewrite >= wait
 
     def _write(self, rewrite_due: bool, force: bool = False, check: bool = True) -> None:
+        # Other processes may write this file too (a forked DataLoader worker, a logger pickled to a spawned
+        # process): checking which file is at the path and writing or replacing it is one step for all of them.
+        with folder_lock(self.path):
+            self._write_locked(rewrite_due, force, check)
+
+    def _write_locked(self, rewrite_due: bool, force: bool, check: bool) -> None:
         try:
-            if self._unwritten:
-                self._append_bytes(b"")
             count = len(self._rows)  # read before the keys: every one of these rows has its keys in _known
             lost = check and self._fd is not None and self._watch.lost(self._fd, self.path, force, writing=count > 0)
             if lost and not self._adopt_replacement():
                 self._restore(self._take(count))
+                count = -1
+            elif lost:  # continued with the file another writer put there: our rows it lacks were queued again
+                count = len(self._rows)
+            if count < 0:
+                pass
             elif not count:
-                return
+                if not self._unwritten:
+                    return
+                self._append_bytes(b"")
             elif len(self._known) == len(self._column_set):
+                # After whatever an earlier failed write left; if this one fails too, the rows wait as bytes
+                # (a tenth of the memory of the rows themselves).
                 self._append_bytes(self._format(self._take(count), self._columns))
             elif rewrite_due:
                 rows = self._take(count)
@@ -167,10 +235,14 @@ class CSVTable:
                     self._rows.extendleft(reversed(rows))
                     raise
             else:
+                if self._unwritten:
+                    self._append_bytes(b"")
                 return
             if not force:  # a forced flush (finalize, exit) checked first and leaves the file as it should be
                 self._watch.wrote()
+            self._failing = None
         except OSError as err:
+            self._failing = f"{type(err).__name__}: {err}"
             self._report(err)
 
     def _take(self, count: int) -> list[Mapping[str, Any]]:
@@ -190,7 +262,7 @@ class CSVTable:
             try:
                 if self._columns and not os.fstat(fd).st_size:
                     self._start_again(fd)
-                _end_with_newline(fd)
+                end_with_newline(fd)
             except BaseException:
                 os.close(fd)
                 raise
@@ -231,6 +303,7 @@ class CSVTable:
                 view = view[os.write(fd, view) :]
         finally:
             self._unwritten = bytes(view)
+            self._unwritten_rows = self._unwritten.count(b"\n")
 
     def _rewrite(self, columns: list[str], rows: list[Mapping[str, Any]]) -> int:
         """Copy the existing rows under the new header into a temporary file, add ``rows``, swap it in.
@@ -246,21 +319,10 @@ class CSVTable:
         fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             with os.fdopen(fd, "w", newline="", encoding="utf-8", closefd=False) as out:
-                old = self._old_rows()
-                if old is not None:
-                    os.fchmod(fd, os.fstat(old.fileno()).st_mode & 0o777)
-                writer = csv.writer(out)
-                writer.writerow(columns)
-                total = len(rows)
-                if old is not None:
-                    with old:
-                        reader = csv.reader(old)
-                        old_columns = next((values for values in reader if values), [])
-                        for values in reader:
-                            if values:
-                                writer.writerow(map(dict(zip(old_columns, values, strict=False)).get, columns))
-                                total += 1
-                writer.writerows(map(row.get, columns) for row in rows)
+                with contextlib.suppress(OSError):  # keep the mode the file had
+                    mode = os.fstat(self._fd).st_mode if self._fd is not None else os.stat(self.path).st_mode
+                    os.fchmod(fd, mode & 0o777)
+                columns, total = self._write_all(out, columns, rows)
                 out.flush()
                 os.fsync(fd)
             os.replace(tmp, self.path)
@@ -271,11 +333,40 @@ class CSVTable:
             raise
         self._close_fd()
         self._fd = fd
+        self._unwritten, self._unwritten_rows = b"", 0  # the rows a failed append left are in the new file
         self._columns = columns
         self._column_set = set(columns)
         self._last_rewrite = time.monotonic()
         self._rewrite_seconds = self._last_rewrite - started
         return total
+
+    def _write_all(self, out: Any, columns: list[str], rows: list[Mapping[str, Any]]) -> tuple[list[str], int]:
+        """Write to ``out`` the header, the file's rows and ``rows``; the header used (``columns`` widened by any
+        column another writer of the file added) and how many rows were written."""
+        lines = self._old_lines()
+        reader = csv.reader(lines if lines is not None else ())
+        old_columns = next((values for values in reader if values), [])
+        if not self._known.issuperset(old_columns):
+            self._known.update(old_columns)
+            columns = sorted(self._known)
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        total = len(rows)
+        for values in reader:
+            if values:
+                writer.writerow(map(dict(zip(old_columns, values, strict=False)).get, columns))
+                total += 1
+        writer.writerows(map(row.get, columns) for row in rows)
+        return columns, total
+
+    def _old_lines(self) -> Iterator[str] | None:
+        """The file's lines followed by what a failed append left unwritten (its first part may finish the
+        file's last line), or None when there is neither."""
+        old = self._old_rows()
+        tail = self._unwritten.decode("utf-8", errors="replace")
+        if old is None:
+            return iter(tail.splitlines(keepends=True)) if tail else None
+        return joined(old, tail)
 
     def _old_rows(self) -> io.TextIOWrapper | None:
         """The existing file for reading (through the open descriptor when there is one), or None."""
@@ -294,22 +385,30 @@ class CSVTable:
         header; or a copy was moved into place); whether it was adopted."""
         try:
             with open(self.path, newline="", encoding="utf-8", errors="replace", opener=open_no_follow) as handle:
-                there = _records(handle)
+                there = records(handle)
         except OSError:  # deleted, a link, unreadable: not a file to continue
             return False
-        old = self._old_rows()
-        assert old is not None  # read through the open descriptor
-        with old:
-            here = _records(old)
-        if not set(here[0]) <= set(there[0]):
-            return False
+        lines = self._old_lines()
+        assert lines is not None  # read through the open descriptor
+        here = records(lines)
         remaining = iter(there[1])
-        if not all(row in remaining for row in here[1]):  # a subsequence: `in` consumes the iterator
-            return False
+        matched = 0
+        for row in here[1]:  # the longest start of our rows that is a subsequence (`in` consumes the iterator)
+            if row not in remaining:
+                break
+            matched += 1
+        if here[1] and not matched:
+            return False  # not a continuation of our file: someone else's file
+        # Another writer of this file (a forked or spawned copy of the logger) rewrote it from what it held then:
+        # our rows written after that go in again, after the rows queued before.
+        self._rows.extendleft(reversed(here[1][matched:]))
         self._close_fd()
+        self._unwritten, self._unwritten_rows = b"", 0
         self._columns = there[0]
         self._column_set = set(there[0])
         self._known.update(there[0])
+        for row in here[1][matched:]:
+            self._known.update(row)
         return True
 
     def _restore(self, rows: list[Mapping[str, Any]]) -> None:
@@ -339,11 +438,11 @@ class CSVTable:
         if os.path.islink(self.path):
             self._set_aside("link", f"is a symbolic link (to {os.readlink(self.path)}), which is never followed")
             return []
-        problem = _not_utf8(self.path)
+        problem = not_utf8(self.path)
         if problem:
             self._set_aside("damaged", f"cannot be resumed: {problem}")
             return []
-        _warn_if_cut_short(self.path)
+        warn_if_cut_short(self.path)
         return self._read_header()
 
     def _read_header(self) -> list[str]:
@@ -353,63 +452,20 @@ class CSVTable:
         except FileNotFoundError:
             return []
 
-    def _report(self, err: OSError) -> None:
-        if self._failed_once:
-            return
-        self._failed_once = True
-        warn(
-            f"Could not write {self.path} ({err}). The rows not yet written are kept in memory and written at "
-            "the next flush (tried several times a second); free space or fix permissions to let them through."
-        )
+    def _forked(self) -> None:
+        """In a forked child: the parent writes its own queued rows; this copy writes each of its rows at once."""
+        self._rows = deque()
+        self._unwritten, self._unwritten_rows = b"", 0
+        self._io_lock = _flushing.WriterLock()  # the parent's flusher may have held it at the fork
+        self._background.forked()
+        self._pid = os.getpid()
+        self._write_through = True
+        self._said = None
 
 
-def _records(handle: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """A CSV file's header, and its rows as their non-empty fields (so a wider header does not change a row)."""
-    reader = csv.reader(handle)
-    header = next((values for values in reader if values), [])
-    rows = [{key: value for key, value in zip(header, values, strict=False) if value} for values in reader if values]
-    return header, rows
+def _reset_open_lock() -> None:
+    global _open_lock
+    _open_lock = threading.Lock()
 
 
-def _end_with_newline(fd: int) -> None:
-    """Finish a last line cut short (a process killed mid-write) so appended rows start on their own line."""
-    size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r"):
-        os.write(fd, b"\r\n")
-
-
-def _not_utf8(path: str) -> str | None:
-    """Where the file stops being UTF-8 text (``metrics.csv`` is written as UTF-8), or None."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    try:
-        with open(path, "rb", opener=open_no_follow) as handle:
-            while chunk := handle.read(1 << 20):
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as err:
-                    return f"byte {offset + err.start} ({chunk[err.start : err.start + 1]!r}) is not UTF-8 text"
-                offset += len(chunk)
-            decoder.decode(b"", final=True)
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError:
-        return "it ends inside a UTF-8 character"
-    return None
-
-
-def _warn_if_cut_short(path: str) -> None:
-    try:
-        with open(path, "rb", opener=open_no_follow) as handle:
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() == 0:
-                return
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) in (b"\n", b"\r"):
-                return
-    except FileNotFoundError:
-        return
-    warn(
-        f"The last line of {path} was cut short (a process stopped while writing it?); it is kept as it is "
-        "and new rows start on the next line."
-    )
+_csv_held.at_fork_in_child(_reset_open_lock)

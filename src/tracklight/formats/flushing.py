@@ -40,6 +40,7 @@ _wake = threading.Event()
 _thread: threading.Thread | None = None
 _thread_pid: int | None = None
 _atexit_installed = False
+_exiting = False
 _sigterm_installed = False
 
 _MAIN_IDENT = threading.main_thread().ident
@@ -186,6 +187,11 @@ class Background:
                 unregister(writer)
             self.resting = True
 
+    def forked(self) -> None:
+        """In a forked child: out of background flushing (the child's writer writes at once), with a fresh lock."""
+        self._lock = threading.Lock()
+        self.resting = True
+
     def wake(self) -> None:
         with self._lock:
             writer = self._writer()
@@ -200,13 +206,22 @@ def flush_all(force: bool = True) -> None:
             writer.flush(force=force)
 
 
+def _flush_at_exit() -> None:
+    """The last flush: the background thread stops first, so nothing is written after it (a staging folder
+    removed once uploaded stays removed)."""
+    global _exiting
+    _exiting = True
+    flush_all()
+
+
 def _run() -> None:
     global _thread
     while True:
         _wake.wait(FLUSH_INTERVAL)
         with _lock:
             _wake.clear()
-            if not (_writers or _late_writers):  # nothing left to flush: no tracklight thread outlives the last writer
+            # Nothing left to flush (or the exit's last flush ran): no tracklight thread outlives the last writer.
+            if _exiting or not (_writers or _late_writers):
                 if _thread is threading.current_thread():
                     _thread = None
                 return
@@ -218,7 +233,7 @@ def _install_exit_hooks() -> None:
     global _atexit_installed, _sigterm_installed
     if not _atexit_installed:
         _atexit_installed = True
-        atexit.register(flush_all)
+        atexit.register(_flush_at_exit)
     # Only the main thread may install a handler; a writer created elsewhere leaves it to a later one.
     if _sigterm_installed or threading.current_thread() is not threading.main_thread():
         return

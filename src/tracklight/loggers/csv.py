@@ -47,7 +47,7 @@ class CSVExperiment(_ExperimentWriterBase):
         os.makedirs(log_dir, exist_ok=True)
         self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
         self.hparams_file_path = os.path.join(log_dir, self.NAME_HPARAMS_FILE)
-        self.table = CSVTable(self.metrics_file_path)
+        self.table = CSVTable.shared(self.metrics_file_path)
         self.hparams_file = HparamsYaml(self.hparams_file_path)
         self._rows = 0
 
@@ -87,7 +87,7 @@ class CSVExperiment(_ExperimentWriterBase):
             self.table.flush(force=True)
         else:
             self.table.write_ready()
-        if self.table.restores:  # the folder was removed under us: hparams.yaml went with it
+        if self.table.restores or self.hparams_file.held():  # the folder was removed, or the disk refused it
             self.hparams_file.restore()
 
     def close(self) -> None:
@@ -142,7 +142,11 @@ class CSVLogger(VersionedDirLogger):
         if self._experiment is None:
             with _creating:
                 if self._experiment is None:
-                    self._experiment = CSVExperiment(self._local_dir())
+                    experiment = CSVExperiment(self._local_dir())
+                    if self._remote_run is not None:  # a full staging disk: the uploader takes them from memory
+                        self._remote_run.mirror.add_source(CSVExperiment.NAME_METRICS_FILE, experiment.table)
+                        self._remote_run.mirror.add_source(CSVExperiment.NAME_HPARAMS_FILE, experiment.hparams_file)
+                    self._experiment = experiment
         return self._experiment
 
     @rank_zero_only
@@ -167,9 +171,12 @@ class CSVLogger(VersionedDirLogger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         if self._experiment is not None:
-            self._experiment.table.rest()  # no thread left behind; the next row starts background writes again
+            # No thread left behind; the next row starts background writes again.
+            self._experiment.table.rest(report=False)
             self._experiment.save(force=True)
         self._finish_remote()
+        if self._experiment is not None:  # rows no disk took: held (and uploaded from memory?) or dropped
+            self._experiment.table.report("finalize")
 
     def _state_for_pickle(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -20,9 +20,12 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Hashable, Iterable
+from typing import Any, Protocol
 
 from tracklight._errors import warn
+from tracklight.remote._guard import extends, key, uploaded_key
 from tracklight.remote._store import Store
 
 #: Seconds between two looks at the staging folder; a value reaches the store within about this
@@ -39,7 +42,20 @@ IDLE_EXIT = 30.0
 SEGMENT_BYTES = 1 << 20
 _POLL = 0.05
 
-_Signature = tuple[int, int, int]
+_Signature = tuple[Any, ...]
+
+
+class Source(Protocol):
+    """A writer that can hand the mirror a file it could not write to the staging folder (a full disk)."""
+
+    def held(self) -> Hashable | None:
+        """A token for what is held in memory and not in the staging file (changes with it), or None."""
+
+    def snapshot(self) -> tuple[Hashable | None, bytes]:
+        """The whole file as it would be with what is held written, and the token it matches."""
+
+    def stored(self, where: str, token: Any) -> None:
+        """Told once the store holds the snapshot with ``token``."""
 
 
 class Mirror:
@@ -75,18 +91,32 @@ class Mirror:
         self._clean_start = -1.0  # monotonic start of the last pass that left nothing to upload
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._sources: dict[str, weakref.ref[Any]] = {}
+        #: What each object was when this run last left it in the store (uploaded, or downloaded on resume).
+        self._keys: dict[str, Hashable | None] = {}
+        #: Files the store holds in a version this run does not hold all of (another writer): never replaced.
+        self.conflicts: dict[str, str] = {}
+        self._verify_due = False  # look for files gone from the store (a bucket deleted and made again)
+        self._unverified = False  # something was uploaded, or a pass failed, since the store was last listed
+        self._said_missing = False
+
+    def add_source(self, relative: str, source: Source) -> None:
+        """Upload ``relative`` from ``source`` whenever it holds what the staging folder could not take."""
+        self._sources[relative] = weakref.ref(source)
 
     # ---- for the run: what is in sync -------------------------------------------------------------------
 
-    def mark_uploaded(self, relative: str) -> None:
-        """Record that the store already holds ``relative`` as it is in the staging folder now."""
+    def mark_uploaded(self, relative: str, stored_as: Hashable | None = None) -> None:
+        """Record that the store already holds ``relative`` as it is in the staging folder now (as the object
+        ``stored_as``: its ETag, see :func:`~tracklight.remote._guard.key`)."""
         signature = _signature(os.path.join(self.staging, relative))
         if signature is not None:
             self._uploaded[relative] = signature
+            self._keys[relative] = stored_as
 
     def pending(self) -> list[str]:
         """The files of the staging folder whose last change is not in the store yet."""
-        return sorted(self._changed())
+        return sorted(set(self._changed()) | set(self.conflicts))
 
     def ensure_running(self) -> None:
         """Start the background thread if it is not running (it ends when idle, or in a forked child)."""
@@ -108,6 +138,9 @@ class Mirror:
     def sync(self, timeout: float) -> list[str]:
         """Wait up to ``timeout`` seconds for a pass that starts now to upload everything; what is left."""
         request = time.monotonic()
+        # finalize, exit, push: what was uploaded is still there, or goes up again (one listing, and none when
+        # nothing happened since the last one: an exit after finalize asks nothing of the store)
+        self._verify_due = self._verify_due or self._unverified
         self._sync_request = request
         self.ensure_running()
         deadline = request + timeout
@@ -115,7 +148,7 @@ class Mirror:
             if time.monotonic() >= deadline:
                 return self.pending()
             time.sleep(_POLL)
-        return []
+        return sorted(self.conflicts)
 
     # ---- the thread ------------------------------------------------------------------------------------
 
@@ -134,11 +167,17 @@ class Mirror:
                 continue
             started = time.monotonic()
             try:
+                verified = self._verify_due
+                if verified:
+                    self._verify()
                 changed = self._changed()
                 if changed:
                     self._upload(changed)
+                if verified:  # what this pass uploaded was just put there
+                    self._unverified = False
             except Exception as error:
                 failures += 1
+                self._verify_due = self._unverified = True  # the store may come back empty (a bucket made again)
                 self._failed(error)
                 next_pass = started + min(BACKOFF_MAX, INTERVAL * 2 ** (failures - 1))
                 retry_floor = started + INTERVAL
@@ -155,11 +194,27 @@ class Mirror:
                 self._thread = None
                 return
 
+    def _held(self) -> dict[str, Hashable]:
+        """The files a writer holds in memory, because the staging disk refused them: their tokens."""
+        held = {}
+        for relative, ref in list(self._sources.items()):
+            source = ref()
+            token = None if source is None else source.held()
+            if token is not None:
+                held[relative] = token
+        return held
+
     def _changed(self) -> dict[str, _Signature]:
-        changed = {}
+        changed: dict[str, _Signature] = {}
+        held = self._held()
+        for relative, token in held.items():
+            if relative not in self.conflicts and self._uploaded.get(relative) != ("memory", token):
+                changed[relative] = ("memory", token)
         for relative in _files(self.staging):
             signature = _signature(os.path.join(self.staging, relative))
-            if signature is None or self._uploaded.get(relative) == signature:
+            if signature is None or relative in held or self._uploaded.get(relative) == signature:
+                continue
+            if relative in self.conflicts:
                 continue
             if relative in self.foreign:
                 if signature[0] and relative not in self._said_foreign:
@@ -174,17 +229,86 @@ class Mirror:
 
     def _upload(self, changed: dict[str, _Signature]) -> None:
         batch = {}
+        stored = []
         for relative, signature in changed.items():
+            source = self._sources[relative]() if relative in self._sources else None
+            if signature[0] == "memory" and source is not None:
+                token, data = source.snapshot()  # straight from memory: the staging disk refused it
+                changed[relative] = ("memory", token)
+                batch[self.store.child(*relative.split("/"))] = data
+                stored.append((source, token, relative))
+                continue
             try:
                 with open(os.path.join(self.staging, relative), "rb") as handle:
                     data = handle.read()
             except FileNotFoundError:  # replaced or removed since the scan: the next pass sees what is there
                 continue
             batch[self.store.child(*relative.split("/"))] = self._complete_part(relative, signature, data)
+        fs = self.store.fs
+        relatives = {self.store.child(*relative.split("/")): relative for relative in changed}
+        for path in list(batch):
+            verdict = self._may_replace(relatives[path], path, batch[path])
+            if verdict != "upload":
+                del batch[path]
+            if verdict == "conflict":
+                changed.pop(relatives[path])
         if batch:
-            self.store.fs.pipe(batch)
+            answers = fs.pipe(batch)
+            answers = answers if isinstance(answers, list) and len(answers) == len(batch) else [None] * len(batch)
+            for path, answer in zip(batch, answers, strict=True):
+                self._keys[relatives[path]] = uploaded_key(answer) or key(fs, path)
+            self._unverified = True
         # The signatures were taken before reading: a file that changed while it was read goes up again.
         self._uploaded.update(changed)
+        for source, token, relative in stored:
+            if relative in changed:
+                source.stored(self.store.child_url(relative), token)
+
+    def _may_replace(self, relative: str, path: str, data: bytes) -> str:
+        """ "upload" when uploading ``data`` to ``path`` loses nothing (the object is absent, is what this run left
+        there, or holds nothing ``data`` lacks); "held" when the object already holds all of ``data``; else
+        "conflict": another writer changed it, which is said once, and it is left alone."""
+        fs = self.store.fs
+        now = key(fs, path)
+        if now is None or (relative in self._keys and now == self._keys[relative]):
+            return "upload"
+        theirs = fs.cat_file(path)
+        if extends(relative, theirs, data):
+            return "upload"
+        if extends(relative, data, theirs):
+            self._keys[relative] = now
+            return "held"
+        local = os.path.join(self.staging, *relative.split("/"))
+        self.conflicts[relative] = (
+            f"{self.store.child_url(relative)} holds data this run does not have (another process wrote it: one on "
+            f"the same version, or a later run that resumed it), so it is not replaced. This run's copy is kept in "
+            f"{local}."
+        )
+        warn(self.conflicts[relative] + " The staging folder is kept.")
+        return "conflict"
+
+    def _verify(self) -> None:
+        """Forget the uploads of files that are no longer in the store (deleted, or the bucket made again), so the
+        pass uploads them again."""
+        self._verify_due = self._unverified = False
+        if not self._uploaded:
+            return
+        fs, root = self.store.fs, self.store.path
+        fs.invalidate_cache(root)
+        try:
+            present = {path[len(root) :].lstrip("/") for path in fs.find(root)}
+        except FileNotFoundError:
+            present = set()
+        missing = sorted(relative for relative in self._uploaded if relative not in present)
+        for relative in missing:
+            del self._uploaded[relative]
+            self._keys.pop(relative, None)
+        if missing and not self._said_missing:
+            self._said_missing = True
+            warn(
+                f"{len(missing)} file(s) of {self.store.url} were no longer in the store (deleted, or the bucket "
+                f"made again): {_describe(missing)}. They are uploaded again from {self.staging}."
+            )
 
     def _complete_part(self, relative: str, signature: _Signature, data: bytes) -> bytes:
         """``data`` without a record still being written at its end."""

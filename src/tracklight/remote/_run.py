@@ -24,10 +24,12 @@ import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Hashable
 from typing import Any
 
-from tracklight._errors import warn
+from tracklight._errors import TracklightError, warn
 from tracklight.formats import flushing as _flushing
+from tracklight.remote._guard import key
 from tracklight.remote._mirror import Mirror, describe_left
 from tracklight.remote._store import Store, describe_failure, join
 from tracklight.remote._versions import mark
@@ -76,6 +78,7 @@ class RemoteRun:
         self.store = Store(url)
         self.pid = os.getpid()
         self.staging_dir = _new_staging_dir(url)
+        self.staging_full = False
         try:
             if version_url is not None:
                 mark(Store(version_url), "")
@@ -85,7 +88,7 @@ class RemoteRun:
             raise describe_failure(url, error) from error
         self.mirror = Mirror(self.store, self.staging_dir, foreign)
         for relative in EXTENDED:
-            self.mirror.mark_uploaded(relative)
+            self.mirror.mark_uploaded(relative, self._downloaded.get(relative))
         self._write_manifest(foreign)
         self._exit_sync: tuple[float, list[str]] | None = None
         _flushing.register(self, late=True)
@@ -129,6 +132,7 @@ class RemoteRun:
     def _resume(self) -> list[str]:
         """Download what the writers extend; return every other file already in the store."""
         fs, root = self.store.fs, self.store.path
+        self._downloaded: dict[str, Hashable | None] = {}  # what each file downloaded was in the store
         fs.invalidate_cache(root)
         try:
             existing = fs.find(root)
@@ -141,9 +145,14 @@ class RemoteRun:
                 continue
             local = os.path.join(self.staging_dir, *relative.split("/"))
             if relative in EXTENDED:
-                os.makedirs(os.path.dirname(local), exist_ok=True)
-                with open(local, "wb") as handle:
-                    handle.write(fs.cat_file(path))
+                self._downloaded[relative] = key(fs, path)
+                data = fs.cat_file(path)
+                try:
+                    os.makedirs(os.path.dirname(local), exist_ok=True)
+                    with open(local, "wb") as handle:
+                        handle.write(data)
+                except OSError as error:  # the run would start without what the store holds: say so, write nothing
+                    raise staging_error(self.url, local, error) from error
                 continue
             foreign.append(relative)
             if relative.startswith("media/"):
@@ -160,8 +169,22 @@ class RemoteRun:
             "pid": os.getpid(),
             "created": time.time(),
         }
-        with open(os.path.join(self.staging_dir, MANIFEST), "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle)
+        path = os.path.join(self.staging_dir, MANIFEST)
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(manifest, handle)
+        except OSError as error:
+            # The staging disk is full (or read-only): the writers keep what it refuses in memory, and the
+            # mirror uploads that straight from memory, so the run still reaches the store.
+            self.staging_full = True
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            warn(
+                f"The staging folder {self.staging_dir} for {self.url} cannot be written ({error}). The run goes "
+                f"straight to {self.url}: rows the staging disk refuses are kept in memory and uploaded from there "
+                f"(nothing can be pushed later from this folder). Free space there, or set {STAGING_ENV} to a "
+                "folder on a disk with room."
+            )
 
 
 def staging_root() -> str:
@@ -171,10 +194,21 @@ def staging_root() -> str:
 def _new_staging_dir(url: str) -> str:
     """A fresh local folder for ``url``, named after its last parts (never after the URL's scheme)."""
     root = staging_root()
-    os.makedirs(root, exist_ok=True)
     tail = url.split("://", 1)[-1].split("::")[-1]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", tail).strip("._-")[-80:] or "run"
-    return tempfile.mkdtemp(prefix=f"{slug}-", dir=root)
+    try:
+        os.makedirs(root, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f"{slug}-", dir=root)
+    except OSError as error:
+        raise staging_error(url, root, error) from error
+
+
+def staging_error(url: str, path: str, error: OSError) -> TracklightError:
+    """The error for a staging folder that cannot be made or filled at the start of a run."""
+    return TracklightError(
+        f"Cannot log to {url}: its local staging folder cannot be written ({path}: {error}). Free space there, "
+        f"or set {STAGING_ENV} to a folder on a disk with room."
+    )
 
 
 def read_manifest(staging_dir: str) -> dict[str, Any]:

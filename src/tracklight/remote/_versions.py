@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any
 
+from tracklight._errors import warn
 from tracklight.remote._store import Store, describe_failure
 
 #: The object that claims a version folder (and proves the store accepts writes there).
@@ -78,8 +79,34 @@ def claim(store: Store, folder: str) -> bool:
 
 def mark(store: Store, folder: str) -> None:
     """Write ``folder/.tracklight-run`` whether or not it exists: a named or resumed version is not claimed,
-    but writing the marker proves at once that the store accepts writes there."""
-    store.fs.pipe_file(store.child(folder, CLAIM_NAME), _marker(uuid.uuid4().hex))
+    but writing the marker proves at once that the store accepts writes there. A marker left by a process of
+    this machine that still runs means two writers on one version: said at once (the mirror then never
+    replaces what the other one uploads)."""
+    path = store.child(folder, CLAIM_NAME)
+    try:
+        other = json.loads(store.fs.cat_file(path))
+    except (FileNotFoundError, ValueError):
+        other = {}
+    if other.get("host") == socket.gethostname() and _alive(other.get("pid")):
+        warn(
+            f"{store.child_url(folder)} is being written by another process (pid {other['pid']}) of this machine. "
+            "Both go on, but neither replaces what the other uploaded: a file the other changed is left as it is "
+            "and this run's copy stays in its staging folder. Give each process its own version (version=None "
+            "picks the next free one)."
+        )
+    store.fs.pipe_file(path, _marker(uuid.uuid4().hex))
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def has_atomic_create(fs: Any) -> bool:
