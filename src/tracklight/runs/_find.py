@@ -40,7 +40,8 @@ OnError = Callable[[RunError], None]
 
 
 def find(*paths: str | os.PathLike[str], on_error: OnError | None = None) -> list[Run]:
-    """Every run stored under ``paths`` (files or folders, searched to any depth; ``"."`` when none).
+    """Every run stored under ``paths`` (files or folders, searched to any depth; ``"."`` when none), or on
+    the MLflow tracking URIs among them (``sqlite:///path.db``, ``http://host:port``).
 
     A path that holds no run, or a file that cannot be read, is passed to ``on_error`` (a warning by default)
     and the search goes on.
@@ -54,6 +55,16 @@ def find(*paths: str | os.PathLike[str], on_error: OnError | None = None) -> lis
     report = on_error or (lambda error: warn(str(error)))
     found: list[Run] = []
     for given in paths or (".",):
+        if _mlflow.is_uri(os.fspath(given)):  # a tracking URI: never a path (normpath would fold its //)
+            try:
+                runs = _mlflow.uri_runs(os.fspath(given))
+            except RunError as error:
+                report(error)
+                continue
+            if not runs:
+                report(RunError(os.fspath(given), "holds no active MLflow run"))
+            found.extend(runs)
+            continue
         path = os.path.normpath(os.fspath(given))
         before = len(found)
         failed = False

@@ -1,5 +1,5 @@
 """Reader of MLflow runs: SQLite stores and file stores (``mlruns/``) read directly, tracking servers through
-``MlflowClient``.
+their REST API (:mod:`tracklight.runs._mlflow_server`); none needs MLflow installed.
 
 Local stores are read with the standard library, not through MLflow: importing MLflow alone takes seconds
 here, which ``ls`` cannot afford, and a file store needs ``MLFLOW_ALLOW_FILE_STORE`` for MLflow 3 to open it
@@ -8,7 +8,8 @@ at all. The tables and files read are the ones MLflow has kept stable since 1.x 
 ``timestamp value step``); the tests check every value against ``MlflowClient``'s.
 
 References: ``sqlite:///<path>#<run id>`` (a relative path; ``sqlite:////abs/path`` for an absolute one), the
-run's folder in a file store, and ``http(s)://host:port#<run id>`` for a server.
+run's folder in a file store, and ``http(s)://host:port#<run id>`` for a server; the URI without ``#<run id>``
+names every run of its store or server.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import yaml
 from tracklight.runs._files import file_reader, mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo
 
-__all__ = ["MlflowFileRun", "MlflowServerRun", "MlflowSqliteRun", "from_ref", "scan", "sqlite_ref"]
+__all__ = ["MlflowFileRun", "MlflowSqliteRun", "from_ref", "is_uri", "scan", "sqlite_ref", "uri_runs"]
 
 _STATUS_NUMBERS = {1: "running", 2: "scheduled", 3: "finished", 4: "failed", 5: "killed"}
 _DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_URI_SCHEMES = ("sqlite:", "http://", "https://")
 _IMAGE_NAME = re.compile(r"^(?P<key>.+)\+step\+(?P<step>-?\d+)\+timestamp\+\d+\+[0-9a-f-]+\.(?P<ext>png|jpe?g)$")
 
 
@@ -162,44 +164,6 @@ class MlflowFileRun(_MlflowRun):
         return self._artifacts(self.meta.get("artifact_uri"))
 
 
-class MlflowServerRun(_MlflowRun):
-    """A run on a tracking server, through ``MlflowClient``."""
-
-    def __init__(self, uri: str, run_id: str) -> None:
-        super().__init__(f"{uri}#{run_id}", uri, run_id)
-        from tracklight._imports import require
-
-        require("mlflow", "mlflow")
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(uri)
-        try:
-            run = self.client.get_run(run_id)
-        except Exception as err:
-            raise RunError(self.ref, f"cannot be read from the MLflow server ({err})") from err
-        self.run = run
-        latest = run.data.metrics
-        self.row = {
-            "name": run.info.run_name,
-            "status": str(run.info.status).lower(),
-            "metrics": len(latest),
-            "params": len(run.data.params),
-            "updated": (run.info.end_time or run.info.start_time or 0) / 1000 or None,
-        }
-
-    def params(self) -> dict[str, Any]:
-        return dict(self.run.data.params)
-
-    def _read(self) -> dict[str, Points]:
-        found = {}
-        for key in sorted(self.run.data.metrics):
-            history = self.client.get_metric_history(self.run_id, key)
-            found[key] = Points.of(
-                [m.step for m in history], [m.value for m in history], [m.timestamp / 1000 for m in history]
-            )
-        return found
-
-
 # ---- discovery ---------------------------------------------------------------------------------------------
 
 
@@ -217,16 +181,52 @@ def scan(folder: str, names: set[str]) -> list[Run]:
     return found
 
 
-def from_ref(ref: str) -> Run | None:
-    if ref.startswith("sqlite:///") and "#" in ref:
-        database, _, run_id = ref.removeprefix("sqlite:///").rpartition("#")
+def is_uri(ref: str) -> bool:
+    """Whether ``ref`` is a tracking URI (or a run's reference on one) rather than a path."""
+    return ref.startswith(_URI_SCHEMES)
+
+
+def uri_runs(ref: str) -> list[Run]:
+    """The runs a tracking URI names: every active run of ``sqlite:///path.db`` or ``http(s)://host:port``,
+    or the one run of ``<uri>#<run id>``.
+
+    Raises:
+        RunError: the store is missing or unreadable, or the server does not answer.
+    """
+    uri, _, run_id = ref.partition("#")
+    if uri.startswith("sqlite:"):
+        database = _sqlite_path(uri)
         if not os.path.isfile(database):
             raise RunError(database, "no such MLflow store")
-        return MlflowSqliteRun(database, run_id)
-    if ref.startswith(("http://", "https://")) and "#" in ref:
-        uri, _, run_id = ref.rpartition("#")
-        return MlflowServerRun(uri, run_id)
-    return None
+        if run_id:
+            return [MlflowSqliteRun(database, run_id)]
+        rows = _sqlite_rows(database)
+        if not rows:
+            raise RunError(database, "is not an MLflow store, or holds no active run")
+        return [MlflowSqliteRun(database, uuid, row) for uuid, row in rows.items()]
+    from tracklight.runs._mlflow_server import MlflowServerRun, server_runs
+
+    uri = uri.rstrip("/")
+    return [MlflowServerRun(uri, run_id)] if run_id else server_runs(uri)
+
+
+def from_ref(ref: str) -> Run | None:
+    """The one run a tracking URI names, or None when ``ref`` is not a URI."""
+    if not is_uri(ref):
+        return None
+    found = uri_runs(ref)
+    if len(found) != 1:
+        raise RunError(ref, "holds several runs; name one of them: " + ", ".join(run.ref for run in found))
+    return found[0]
+
+
+def _sqlite_path(uri: str) -> str:
+    """The file of ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` (SQLAlchemy's spelling), without a
+    query string."""
+    path = uri.removeprefix("sqlite:").partition("?")[0]
+    if not path.startswith("///"):
+        raise RunError(uri, "is not an SQLite URI MLflow takes; write sqlite:///relative.db or sqlite:////abs/path.db")
+    return unquote(path[3:])
 
 
 def _connect(path: str) -> sqlite3.Connection:
