@@ -223,3 +223,26 @@ def test_ls_reads_csv_runs_without_pandas(tracklight_root: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_every_command_takes_the_sqlite_uri_mlflow_ui_takes(
+    capsys: pytest.CaptureFixture[str], tracklight_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sqlite:///mlflow/mlflow.db` (what the demo prints for `mlflow ui`): the `//` was folded into a path."""
+    monkeypatch.chdir(tracklight_root)
+    uri = "sqlite:///mlflow/mlflow.db"
+    status, document = as_json(capsys, "ls", uri)
+    assert status == 0 and document["errors"] == []
+    (run,) = document["runs"]
+    assert run["ref"].startswith(f"{uri}#") and run["backend"] == "mlflow" and run["metrics"] == 3
+    absolute = f"sqlite:///{tracklight_root / 'mlflow' / 'mlflow.db'}"
+    assert as_json(capsys, "ls", absolute)[1]["runs"][0]["version"] == run["version"]
+    for argv in (["show", uri], ["show", run["ref"]], ["plot", uri, "-o", tmp_path / "p.png"], ["compare", uri, uri]):
+        status, _out, err = run_cli(capsys, *argv)
+        assert status == 0 and not err, (argv, err)
+    status, document = as_json(capsys, "export", uri, "--to", f"csv:{tmp_path / 'out'}")
+    assert status == 0 and document["exported"][0]["points"] == sum(
+        len(points) for points in runs.open(uri).points().values()
+    )
+    status, _out, err = run_cli(capsys, "ls", "sqlite:///no/such.db")
+    assert status == 1 and "no/such.db: no such MLflow store" in err

@@ -66,3 +66,46 @@ def test_export_puts_every_point_on_the_server(
     assert {m["metric"]: m["points"] for m in shown["details"][0]["metrics"]} == {
         name: len(points) for name, points in sources[1].points().items()
     }
+
+
+def test_ls_show_plot_compare_on_a_live_server_need_no_mlflow(
+    server: MlflowServer, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tracklight ls http://127.0.0.1:PORT` read `http:/127.0.0.1:PORT` as a folder; now the server is read
+    over its REST API with the standard library (no mlflow import: the `cli` extra suffices)."""
+    import subprocess
+
+    source = written(tmp_path_factory, "tracklight") / "csv" / "version_0"
+    assert main(["export", str(source), "--to", server.url, "--experiment", "listed", "--json"]) == 0
+    ref = json.loads(capsys.readouterr().out)["exported"][0]["ref"]
+    code = (
+        "import contextlib, io, json, sys\n"
+        "sys.modules['mlflow'] = None\n"
+        "from tracklight.cli import main\n"
+        f"assert main(['plot', {ref!r}, {ref!r}, '-m', 'val_loss']) == 0\n"
+        f"assert main(['compare', {ref!r}, {str(source)!r}]) == 0\n"
+        "documents = []\n"
+        f"for argv in (['ls', {server.url!r}, '--json'], ['show', {ref!r}, '--json']):\n"
+        "    buffer = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(buffer):\n"
+        "        assert main(argv) == 0\n"
+        "    documents.append(json.loads(buffer.getvalue()))\n"
+        "print(json.dumps(documents))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    listed, shown = json.loads(result.stdout.strip().splitlines()[-1])
+    assert ref in [run["ref"] for run in listed["runs"]]
+    (run,) = shown["runs"]
+    assert run["ref"] == ref and run["status"] == "finished" and run["metrics"] == 3 and run["params"] == 3
+    expected = runs.open(source)
+    got = runs.open(ref)
+    for name in expected.metric_names():
+        assert sorted(zip(got.metric(name).step, got.metric(name).value, strict=True)) == sorted(
+            zip(expected.metric(name).step, expected.metric(name).value, strict=True)
+        )
+    assert got.params() == {key: str(value) for key, value in expected.params().items()}
+    errors: list[runs.RunError] = []
+    assert runs.find("http://127.0.0.1:9", on_error=errors.append) == [] and "no MLflow server answers" in str(
+        errors[0]
+    )
