@@ -483,3 +483,25 @@ def test_every_backend_is_listed_and_shown_with_no_sdk_installed(tmp_path_factor
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(seen) == {"csv", "tensorboard", "mlflow", "wandb", "comet", "neptune"}
     assert seen["wandb"] == seen["csv"] == [3, 3, 3]
+
+
+def test_comet_keeps_a_hand_logged_parameter_equal_to_a_command_line_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python train.py data.csv --lr 0.01` logging lr=0.01 by hand: Comet stores `lr` once, as `source: cli`,
+    and the reader (which kept only `manual`) dropped it, so `compare` showed `lr 0.003 -`."""
+    import comet_ml
+
+    for name in ("COMET_API_KEY", "COMET_START_ONLINE", "COMET_OFFLINE_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "argv", ["train.py", "data.csv", "--lr", "0.01", "--epochs", "2"])
+    config = comet_ml.ExperimentConfig(
+        name="cli", offline_directory=str(tmp_path), log_code=False, log_env_host=False, display_summary_level=0
+    )
+    experiment = comet_ml.start(project="p", online=False, experiment_config=config)
+    experiment.log_parameters({"lr": 0.01, "layers": 3})
+    experiment.log_parameter("epochs", 5)  # differs from the command line's: the hand-logged value wins
+    experiment.log_metric("loss", 1.0, step=0)
+    experiment.end()
+    (run,) = runs.find(tmp_path)
+    assert run.params() == {"lr": 0.01, "layers": 3, "epochs": 5}
