@@ -97,15 +97,14 @@ class MlflowSqliteRun(_MlflowRun):
         return [self.path]
 
     def params(self) -> dict[str, Any]:
-        with _connect(self.path) as db:
-            return dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ? ORDER BY key", (self.run_id,)))
+        return dict(_query(self.path, "SELECT key, value FROM params WHERE run_uuid = ? ORDER BY key", (self.run_id,)))
 
     def _read(self) -> dict[str, Points]:
-        with _connect(self.path) as db:
-            rows = db.execute(
-                "SELECT key, step, value, timestamp, is_nan FROM metrics WHERE run_uuid = ? ORDER BY key, rowid",
-                (self.run_id,),
-            ).fetchall()
+        rows = _query(
+            self.path,
+            "SELECT key, step, value, timestamp, is_nan FROM metrics WHERE run_uuid = ? ORDER BY key, rowid",
+            (self.run_id,),
+        )
         if not rows:
             return {}
         keys, steps, values, stamps, nans = zip(*rows, strict=False)
@@ -229,13 +228,32 @@ def _sqlite_path(uri: str) -> str:
     return unquote(path[3:])
 
 
+#: How long a read waits for a training's write to the store to end (SQLite locks the file while it writes).
+BUSY_TIMEOUT = 10.0
+
+
 def _connect(path: str) -> sqlite3.Connection:
     from urllib.parse import quote
 
     try:
-        return sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        return sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
     except sqlite3.Error as err:
         raise RunError(path, f"cannot be opened as an SQLite database ({err})") from err
+
+
+def _query(path: str, sql: str, arguments: tuple[Any, ...]) -> list[Any]:
+    """Rows of one query on a store, or a :class:`RunError` that says why (a store locked by a writer too long)."""
+    try:
+        with _connect(path) as db:
+            return db.execute(sql, arguments).fetchall()
+    except sqlite3.Error as err:
+        raise _store_error(path, err, "cannot be read as an MLflow store") from err
+
+
+def _store_error(path: str, err: sqlite3.Error, otherwise: str) -> RunError:
+    if "locked" in str(err) or "busy" in str(err):
+        return RunError(path, f"is locked by a process writing to it for more than {BUSY_TIMEOUT:g} s; try again")
+    return RunError(path, f"{otherwise} ({err})")
 
 
 def _sqlite_rows(path: str, run_id: str | None = None) -> dict[str, dict[str, Any]]:
@@ -265,7 +283,7 @@ def _sqlite_rows(path: str, run_id: str | None = None) -> dict[str, dict[str, An
             }
             params = dict(db.execute("SELECT run_uuid, COUNT(*) FROM params GROUP BY run_uuid").fetchall())
     except sqlite3.Error as err:
-        raise RunError(path, f"is an SQLite database that cannot be read as an MLflow store ({err})") from err
+        raise _store_error(path, err, "is an SQLite database that cannot be read as an MLflow store") from err
     found = {}
     for uuid, name, status, start, end, artifact_uri, experiment in runs:
         count, step, stamp = metrics.get(uuid, (0, None, None))
