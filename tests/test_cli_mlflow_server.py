@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,47 @@ def test_ls_show_plot_compare_on_a_live_server_need_no_mlflow(
     assert runs.find("http://127.0.0.1:9", on_error=errors.append) == [] and "no MLflow server answers" in str(
         errors[0]
     )
+
+
+def test_an_export_whose_server_goes_away_midway_is_finished_by_the_same_export_again(
+    server: MlflowServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    source = tmp_path / "long" / "version_0"
+    source.mkdir(parents=True)
+    rows = "".join(f"{step},{1 / (step + 1)},{step % 7}\n" for step in range(2500))
+    (source / "metrics.csv").write_text("step,loss,acc\n" + rows)
+    real = MlflowClient.log_batch
+    calls = 0
+
+    def goes_away(self: Any, run_id: str, metrics: Any = (), **kwargs: Any) -> Any:
+        nonlocal calls
+        if metrics:
+            calls += 1
+            if calls > 2:  # two batches of 1000 points got through; then the connection is refused
+                raise MlflowException(
+                    "API request to endpoint /api/2.0/mlflow/runs/log-batch failed: Connection refused"
+                )
+        return real(self, run_id, metrics=metrics, **kwargs)
+
+    argv = ["export", str(source), "--to", server.url, "--experiment", "goes-away"]
+    monkeypatch.setattr(MlflowClient, "log_batch", goes_away)
+    capsys.readouterr()
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: {source}: the export to {server.url} stopped after 2000 of 5000 point(s): ")
+    assert "Connection refused" in line and "run the same export again" in line
+    monkeypatch.setattr(MlflowClient, "log_batch", real)
+    assert main([*argv, "--json"]) == 0
+    (exported,) = json.loads(capsys.readouterr().out)["exported"]
+    client = MlflowClient(server.url)
+    experiment = client.get_experiment_by_name("goes-away")
+    (run,) = client.search_runs([experiment.experiment_id])  # one run: the same one, finished
+    assert exported["ref"] == f"{server.url}#{run.info.run_id}" and run.info.status == "FINISHED"
+    for key, values in (("loss", [1 / (s + 1) for s in range(2500)]), ("acc", [float(s % 7) for s in range(2500)])):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert sorted((m.step, m.value) for m in history) == list(enumerate(values))  # each point once
