@@ -87,15 +87,18 @@ class Cli:
         self.env["COLUMNS"] = "200"
         self.count = 0
 
-    def __call__(self, *argv: str) -> str:
+    def __call__(self, *argv: str, refused: str | None = None) -> str:
+        """Run ``tracklight argv``: it must succeed, or with ``refused``, fail in one error line holding it."""
         command = [str(self.tracklight), *argv]
         result = subprocess.run(command, capture_output=True, text=True, cwd=self.cwd, env=self.env, timeout=300)
         self.count += 1
         shown = " ".join(["tracklight", *argv])
-        if result.returncode != 0 or "Traceback" in result.stdout + result.stderr:
+        lines = result.stderr.strip().splitlines()
+        ok = result.returncode == 0 if refused is None else result.returncode == 1 and len(lines) == 1
+        if not ok or "Traceback" in result.stdout + result.stderr or (refused and refused not in result.stderr):
             print(result.stdout + result.stderr, file=sys.stderr)
             raise SystemExit(f"failed ({result.returncode}): {shown}")
-        print(f"  ok  {shown}", flush=True)
+        print(f"  ok  {shown}" + (f"   (refused: {lines[0]})" if refused else ""), flush=True)
         return result.stdout
 
 
@@ -113,6 +116,12 @@ def check(python: Path, root: Path) -> int:
     cli("plot", *refs.values(), "-m", "train/loss", "-o", str(root / "plot.png"))
     cli("compare", *refs.values())
     cli("export", refs["wandb"], refs["comet"], "--to", f"csv:{root / 'exported'}")
+    for target, extra in (
+        ("tensorboard:moved", "tensorboard"),
+        ("sqlite:///moved.db", "mlflow"),
+        ("wandb:moved", "wandb"),
+    ):
+        cli("export", refs["csv"], "--to", target, refused=f"pip install 'tracklight[{extra}]'")
     uri = "sqlite:///mlflow/mlflow.db"  # relative, as the demo prints it for `mlflow ui`
     cli("ls", uri)
     cli("show", uri)

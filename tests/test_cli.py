@@ -309,7 +309,12 @@ def test_export_to_a_target_whose_package_is_missing_is_refused_before_anything_
         (line,) = result.stderr.splitlines()
         assert line.startswith(f"error: {target}: exporting to ") and f"pip install 'tracklight[{extra}]'" in line
         assert not (tmp_path / "out").exists()
-    result = _cli_without(hidden, "export", ref, "--to", f"tensorboard:{tmp_path / 'tb'}")  # needs no tensorboard
+    # event files need crc32c (the tensorboard extra's) or TensorBoard's copy of it; without both, refused
+    result = _cli_without((*hidden, "crc32c"), "export", ref, "--to", f"tensorboard:{tmp_path / 'out'}")
+    assert result.returncode == 1 and result.stdout == "" and not (tmp_path / "out").exists()
+    (line,) = result.stderr.splitlines()
+    assert "needs the 'crc32c' package" in line and "pip install 'tracklight[tensorboard]'" in line
+    result = _cli_without(hidden, "export", ref, "--to", f"tensorboard:{tmp_path / 'tb'}")  # crc32c alone will do
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert runs.open(runs.find(tmp_path / "tb")[0].ref).metric_names() == runs.open(ref).metric_names()
 

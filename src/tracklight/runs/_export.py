@@ -149,8 +149,10 @@ def _stopped(source: Source, to: str, sent: int, err: BaseException) -> Exported
     )
 
 
-#: The package each kind of target is written with, and the extra that installs it.
+#: The package each kind of target is written with, and the extra that installs it. An event file's checksums
+#: need ``crc32c`` (the tensorboard extra's) or TensorBoard's own copy of it.
 _NEEDS = {
+    "tensorboard": ("crc32c", "tensorboard"),
     "mlflow": ("mlflow", "mlflow"),
     "wandb": ("wandb", "wandb"),
     "comet": ("comet_ml", "comet"),
@@ -163,6 +165,8 @@ def _check_installed(to: str, kind: str) -> None:
     from tracklight._imports import is_available
 
     module, extra = _NEEDS.get(kind, (None, None))
+    if kind == "tensorboard" and is_available("tensorboard"):
+        return
     if module is not None and not is_available(module):
         raise RunError(
             to,
