@@ -29,8 +29,8 @@ _SESSION_DIR = tempfile.mkdtemp(prefix="tracklight-tests-")
 os.environ.setdefault("NEPTUNE_DATA_DIRECTORY", os.path.join(_SESSION_DIR, ".neptune"))
 
 _RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
-#: What the SDKs and servers leave in their working folder; the suite must not leave any in the repository.
-LEFTOVERS = (".neptune", "mlruns", "mlartifacts", "wandb", ".cometml-runs", "lightning_logs", "tracklight-staging")
+#: What an SDK or a server leaves in its working folder and a test once left in the repository (issue 18).
+LEFTOVERS = (".neptune", "mlartifacts")
 _ROOT = Path(__file__).parents[1]
 _FOUND_AT_START = {name for name in LEFTOVERS if (_ROOT / name).exists()}
 
@@ -44,7 +44,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     left = sorted(name for name in LEFTOVERS if (_ROOT / name).exists() and name not in _FOUND_AT_START)
     if left:
         session.config.get_terminal_writer().line(
-            f"tests left {', '.join(left)} in {_ROOT}: point the SDK at a temporary folder", red=True
+            f"\ntests left {', '.join(left)} in {_ROOT}: point the SDK at a temporary folder", red=True
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
