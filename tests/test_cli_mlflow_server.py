@@ -70,13 +70,17 @@ def test_export_puts_every_point_on_the_server(
 
 
 def test_ls_show_plot_compare_on_a_live_server_need_no_mlflow(
-    server: MlflowServer, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+    server: MlflowServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`tracklight ls http://127.0.0.1:PORT` read `http:/127.0.0.1:PORT` as a folder; now the server is read
     over its REST API with the standard library (no mlflow import: the `cli` extra suffices)."""
     import subprocess
 
     source = written(tmp_path_factory, "tracklight") / "csv" / "version_0"
+    capsys.readouterr()  # what writing the runs printed (Neptune's banners)
     assert main(["export", str(source), "--to", server.url, "--experiment", "listed", "--json"]) == 0
     ref = json.loads(capsys.readouterr().out)["exported"][0]["ref"]
     code = (
