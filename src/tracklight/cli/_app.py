@@ -51,19 +51,21 @@ def _infos(output: Output, opened: list[Run]) -> list[tuple[Run, Any]]:
     return found
 
 
-def _unmatched(output: Output, opened: list[Run], patterns: tuple[str, ...]) -> None:
+def _unmatched(output: Output, opened: list[Run], patterns: tuple[str, ...]) -> list[str]:
     """One rule for every command's ``-m``: each pattern that matches no metric of any run is an error that
-    names the metrics there are (the command still shows what the other patterns match, and exits 1)."""
+    names the metrics there are (the command still shows what the other patterns match, and exits 1).
+    Returns those patterns."""
     if not patterns or not opened:
-        return
+        return []
     try:
         names = sorted({name for run in opened for name in run.metric_names()})
     except RunError:
-        return  # the command itself reports the run that cannot be read
-    for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            shown = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "")
-            output.error(RunError(f"-m {pattern}", f"matches no metric; the metrics: {shown or 'none'}"))
+        return []  # the command itself reports the run that cannot be read
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(name, p) for name in names)]
+    shown = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "")
+    for pattern in unmatched:
+        output.error(RunError(f"-m {pattern}", f"matches no metric; the metrics: {shown or 'none'}"))
+    return unmatched
 
 
 @cli.command("ls")
@@ -144,8 +146,8 @@ def plot(
     """One panel per metric, one line per run. Without -o it draws in the terminal (works over SSH)."""
     output = Output("plot", as_json)
     pairs = _infos(output, _open(output, refs))
-    _unmatched(output, [run for run, _ in pairs], patterns)
-    matching = [p for p in patterns if not any(e.path == f"-m {p}" for e in output.errors)]
+    unmatched = _unmatched(output, [run for run, _ in pairs], patterns)
+    matching = [p for p in patterns if p not in unmatched]
     drawn: list[_plot.Panel] = []
     if pairs and (matching or not patterns):
         try:

@@ -80,7 +80,10 @@ def find(*paths: str | os.PathLike[str], on_error: OnError | None = None) -> lis
         if os.path.isfile(path):
             found.extend(_scan(os.path.dirname(path) or ".", {os.path.basename(path)}, failure))
         else:
-            unreadable = lambda error: failure(RunError(error.filename, f"cannot be read ({error.strerror})"))  # noqa: E731
+
+            def unreadable(error: OSError) -> None:  # os.walk skips a folder it cannot list, silently
+                failure(RunError(error.filename, f"cannot be read ({error.strerror})"))
+
             for folder, subfolders, files in os.walk(path, onerror=unreadable):
                 subfolders[:] = sorted(name for name in subfolders if name not in _SKIP)
                 found.extend(_scan(folder, set(files) | set(subfolders), failure))
