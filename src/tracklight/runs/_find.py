@@ -86,7 +86,7 @@ def find(*paths: str | os.PathLike[str], on_error: OnError | None = None) -> lis
 
             for folder, subfolders, files in os.walk(path, onerror=unreadable):
                 subfolders[:] = sorted(name for name in subfolders if name not in _SKIP)
-                found.extend(_scan(folder, set(files) | set(subfolders), failure))
+                found.extend(_scan(os.path.normpath(folder), set(files) | set(subfolders), failure))  # not ./csv
         if len(found) == before and not failed:
             report(RunError(path, f"holds no run (looked for {_LOOKED_FOR})"))
     return found
