@@ -13,7 +13,7 @@ from tracklight import runs as runs_api
 from tracklight.cli import _plot
 from tracklight.cli._output import Output
 from tracklight.runs import Run, RunError
-from tracklight.runs._run import summarize
+from tracklight.runs._run import summarize, unreadable
 
 __all__ = ["cli"]
 
@@ -38,6 +38,8 @@ def _open(output: Output, refs: tuple[str, ...]) -> list[Run]:
             opened.append(runs_api.open(ref))
         except RunError as error:
             output.error(error)
+        except Exception as error:  # never a traceback: what could not be read is named
+            output.error(unreadable(ref, error))
     return opened
 
 
@@ -48,6 +50,8 @@ def _infos(output: Output, opened: list[Run]) -> list[tuple[Run, Any]]:
             found.append((run, run.info()))
         except RunError as error:
             output.error(error)
+        except Exception as error:
+            output.error(unreadable(run.ref, error))
     return found
 
 

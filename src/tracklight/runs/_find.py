@@ -13,7 +13,7 @@ from types import ModuleType
 
 from tracklight._errors import warn
 from tracklight.runs import _comet, _csv, _mlflow, _neptune, _spill, _tensorboard, _wandb
-from tracklight.runs._run import Run, RunError
+from tracklight.runs._run import Run, RunError, unreadable
 
 __all__ = ["BACKENDS", "find", "open"]
 
@@ -129,8 +129,8 @@ def _scan(folder: str, names: set[str], report: OnError, only: ModuleType | None
             runs.extend(module.scan(folder, names))
         except RunError as error:
             report(error)
-        except OSError as error:
-            report(RunError(folder, f"cannot be read ({error})"))
+        except Exception as error:  # an OSError, or a file the reader did not expect: named, the search goes on
+            report(unreadable(folder, error))
     paths = [run.ref for run in runs]
     for run in runs:  # one folder, two backends (CSV and TensorBoard loggers sharing a version folder)
         if paths.count(run.ref) > 1:
