@@ -14,6 +14,7 @@ Everything is offline and under the session's temporary folder; a marker file ma
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ def _environment(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # Lightning's default store is a file store
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "argv", ["train.py"])  # what a training script has: Comet logs argv as parameters
 
 
 def _trainer(root: Path, logger: Any) -> Any:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,31 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
+# Neptune writes `.neptune/` into the working folder unless told where: a test that does not choose a folder
+# writes into the session's, never into the repository (checked at the end of the session, below).
+_SESSION_DIR = tempfile.mkdtemp(prefix="tracklight-tests-")
+os.environ.setdefault("NEPTUNE_DATA_DIRECTORY", os.path.join(_SESSION_DIR, ".neptune"))
+
 _RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+#: What an SDK or a server leaves in its working folder and a test once left in the repository (issue 18).
+LEFTOVERS = (".neptune", "mlartifacts")
+_ROOT = Path(__file__).parents[1]
+_FOUND_AT_START = {name for name in LEFTOVERS if (_ROOT / name).exists()}
 
 # `--doctest-modules` (for src/) would also collect the helper modules here, `_mlflow_server.py` among them,
 # as test modules of their own (a docstring example is a doctest): helpers are imported, never collected.
 collect_ignore_glob = ["_*.py"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when a test left an SDK's folder in the repository root."""
+    left = sorted(name for name in LEFTOVERS if (_ROOT / name).exists() and name not in _FOUND_AT_START)
+    if left:
+        session.config.get_terminal_writer().line(
+            f"\ntests left {', '.join(left)} in {_ROOT}: point the SDK at a temporary folder", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -143,7 +143,7 @@ def test_plot_options_epoch_time_smooth_log(capsys: pytest.CaptureFixture[str], 
     status, _, err = run_cli(capsys, "plot", csv_run.ref, "--x", "time")
     assert status == 1 and "keeps no timestamps" in err
     status, _out, err = run_cli(capsys, "plot", csv_run.ref, "-m", "nothing*")
-    assert status == 1 and "no metric matches nothing*" in err
+    assert status == 1 and "-m nothing*: matches no metric" in err
 
 
 def test_plot_in_the_terminal(capsys: pytest.CaptureFixture[str], tracklight_root: Path, lightning_root: Path) -> None:
@@ -223,3 +223,137 @@ def test_ls_reads_csv_runs_without_pandas(tracklight_root: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_every_command_takes_the_sqlite_uri_mlflow_ui_takes(
+    capsys: pytest.CaptureFixture[str], tracklight_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sqlite:///mlflow/mlflow.db` (what the demo prints for `mlflow ui`): the `//` was folded into a path."""
+    monkeypatch.chdir(tracklight_root)
+    uri = "sqlite:///mlflow/mlflow.db"
+    status, document = as_json(capsys, "ls", uri)
+    assert status == 0 and document["errors"] == []
+    (run,) = document["runs"]
+    assert run["ref"].startswith(f"{uri}#") and run["backend"] == "mlflow" and run["metrics"] == 3
+    absolute = f"sqlite:///{tracklight_root / 'mlflow' / 'mlflow.db'}"
+    assert as_json(capsys, "ls", absolute)[1]["runs"][0]["version"] == run["version"]
+    for argv in (["show", uri], ["show", run["ref"]], ["plot", uri, "-o", tmp_path / "p.png"], ["compare", uri, uri]):
+        status, _out, err = run_cli(capsys, *argv)
+        assert status == 0 and not err, (argv, err)
+    status, document = as_json(capsys, "export", uri, "--to", f"csv:{tmp_path / 'out'}")
+    assert status == 0 and document["exported"][0]["points"] == sum(
+        len(points) for points in runs.open(uri).points().values()
+    )
+    status, _out, err = run_cli(capsys, "ls", "sqlite:///no/such.db")
+    assert status == 1 and "no/such.db: no such MLflow store" in err
+
+
+def test_a_metric_pattern_that_matches_nothing_is_one_rule_for_every_command(
+    capsys: pytest.CaptureFixture[str], tracklight_root: Path, lightning_root: Path
+) -> None:
+    """Before: `show -m val/los` and `compare -m nosuch` printed an empty table with rc 0, `plot` said rc 1."""
+    refs = [tracklight_root / "csv" / "version_0", lightning_root / "csv" / "version_0"]
+    for argv in (
+        ["show", refs[0], "-m", "val/los"],
+        ["compare", *refs, "-m", "val/los"],
+        ["plot", *refs, "-m", "val/los"],
+    ):
+        status, out, err = run_cli(capsys, *argv)
+        assert status == 1, argv
+        assert err.strip().splitlines() == [
+            "error: -m val/los: matches no metric; the metrics: epoch, train_loss, val_loss"
+        ], argv
+        assert "Traceback" not in out + err
+    # the rest of the work is still done: what the other pattern matches is shown
+    status, out, err = run_cli(capsys, "show", refs[0], "-m", "val/los", "-m", "val_*")
+    assert status == 1 and "val_loss" in out and "-m val/los" in err
+    status, document = as_json(capsys, "compare", *refs, "-m", "nosuch")
+    assert status == 1 and document["errors"][0]["path"] == "-m nosuch" and document["metrics"] == []
+
+
+def test_bare_install_help_is_one_line_with_the_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "click", None)  # how a venv without the `cli` extra looks to Python
+    status, out, err = run_cli(capsys, "--help")
+    assert status == 1 and out == ""
+    assert err.splitlines() == [
+        "error: the tracklight command needs click, which the 'cli' extra installs. Fix: pip install 'tracklight[cli]'"
+    ]
+
+
+def _cli_without(modules: tuple[str, ...], *argv: Any) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import sys\n"
+        f"for name in {modules!r}:\n"
+        "    sys.modules[name] = None\n"
+        "from tracklight.cli import main\n"
+        f"sys.exit(main({[str(arg) for arg in argv]!r}))\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_export_to_a_target_whose_package_is_missing_is_refused_before_anything_is_written(
+    tracklight_root: Path, tmp_path: Path
+) -> None:
+    ref = tracklight_root / "csv" / "version_0"
+    hidden = ("mlflow", "wandb", "comet_ml", "neptune", "tensorboard")
+    for target, extra in (
+        (f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}", "mlflow"),
+        (f"wandb:{tmp_path / 'out'}", "wandb"),
+        (f"comet:{tmp_path / 'out'}", "comet"),
+        (f"neptune:{tmp_path / 'out'}", "neptune"),
+    ):
+        result = _cli_without(hidden, "export", ref, "--to", target)
+        assert result.returncode == 1 and result.stdout == "", result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"error: {target}: exporting to ") and f"pip install 'tracklight[{extra}]'" in line
+        assert not (tmp_path / "out").exists()
+    # event files need crc32c (the tensorboard extra's) or TensorBoard's copy of it; without both, refused
+    result = _cli_without((*hidden, "crc32c"), "export", ref, "--to", f"tensorboard:{tmp_path / 'out'}")
+    assert result.returncode == 1 and result.stdout == "" and not (tmp_path / "out").exists()
+    (line,) = result.stderr.splitlines()
+    assert "needs the 'crc32c' package" in line and "pip install 'tracklight[tensorboard]'" in line
+    result = _cli_without(hidden, "export", ref, "--to", f"tensorboard:{tmp_path / 'tb'}")  # crc32c alone will do
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert runs.open(runs.find(tmp_path / "tb")[0].ref).metric_names() == runs.open(ref).metric_names()
+
+
+def test_a_failed_export_leaves_no_half_run_and_says_what_was_sent(
+    capsys: pytest.CaptureFixture[str], tracklight_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from tracklight.formats import tfevents
+
+    real = tfevents.encode_scalars
+    calls = 0
+
+    def full_disk(*args: Any) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args)
+
+    monkeypatch.setattr(tfevents, "encode_scalars", full_disk)
+    refs = [tracklight_root / "csv" / "version_0", tracklight_root / "tb" / "version_0"]
+    status, _out, err = run_cli(capsys, "export", *refs, "--to", f"tensorboard:{tmp_path}")
+    assert status == 1 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all("No space left on device" in line for line in lines)
+    assert lines[0].startswith(f"error: {refs[0]}: the export to tensorboard:{tmp_path} stopped after 0 of 20 point(s)")
+    errors: list[runs.RunError] = []
+    assert runs.find(tmp_path, on_error=errors.append) == []  # no half run for `ls` to list
+
+
+def test_export_prints_no_mlflow_log_lines_and_errors_are_one_line(tracklight_root: Path, tmp_path: Path) -> None:
+    """Before: MLflow's `INFO ... Creating initial MLflow database tables...` and its "View run" lines."""
+    ref = tracklight_root / "csv" / "version_0"
+    result = _cli_without((), "export", ref, "--to", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and "INFO" not in result.stdout and "View run" not in result.stdout
+    assert result.stdout.startswith("RUN ") and f"sqlite:///{tmp_path / 'mlflow.db'}#" in result.stdout
+    result = _cli_without((), "export", ref, "--to", "nowhere")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: nowhere: is not an export target") and result.stderr.count("\n") == 1

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -378,3 +379,130 @@ def test_big_runs_are_cached_until_their_files_change(
     (newest,) = set((tmp_path / "cache").glob("*.npz")) - {entry}
     newest.write_bytes(b"damaged")  # a damaged entry is passed over: the files are read
     assert runs.open(tmp_path / "run").metric("train_loss").step.tolist()[-1] == 99
+
+
+# ---- reading with no SDK: what the `cli` extra alone installs (issue 18) ----------------------------------
+
+
+def _proto_history(record: Any) -> dict[str, Any]:
+    """A history row decoded by ``wandb.proto``'s own classes: the reference for the wire decoder."""
+    row: dict[str, Any] = {}
+    for item in record.history.item:
+        kind = item.WhichOneof("value")
+        value = (
+            (json.loads(item.value_json) if item.value_json else None)
+            if kind is None
+            else None
+            if kind == "none"
+            else json.loads(item.json)
+            if kind == "json"
+            else getattr(item, kind)
+        )
+        target = row
+        keys = list(item.nested_key) or [item.key]
+        for part in keys[:-1]:
+            target = target.setdefault(part, {})
+        target[keys[-1]] = value
+    return row
+
+
+@pytest.mark.parametrize("kind", ["tracklight", "lightning", "sdk"])
+def test_wandb_reader_needs_no_wandb_and_equals_wandb_proto(
+    tmp_path_factory: pytest.TempPathFactory, kind: str
+) -> None:
+    from tracklight.runs._wandb import read_run, records, run_files
+
+    files = run_files(written(tmp_path_factory, kind))
+    assert files
+    for path in files:
+        stored = read_run(path)
+        parsed = records(path)
+        assert stored.history == [_proto_history(r) for r in parsed if r.WhichOneof("record_type") == "history"]
+        (run_record,) = [r.run for r in parsed if r.WhichOneof("record_type") == "run"]
+        assert (stored.run_id, stored.project, stored.display_name) == (
+            run_record.run_id,
+            run_record.project,
+            run_record.display_name,
+        )
+        assert stored.start_time == run_record.start_time.seconds + run_record.start_time.nanos / 1e9
+        exits = [r.exit.exit_code for r in parsed if r.WhichOneof("record_type") == "exit"]
+        assert stored.exit_code == (exits[-1] if exits else None)
+        config: dict[str, Any] = {}
+        for record in parsed:
+            if record.WhichOneof("record_type") in ("run", "config"):
+                body = record.run.config if record.WhichOneof("record_type") == "run" else record.config
+                config.update({"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in body.update})
+        config.pop("_wandb", None)
+        assert stored.config == config and stored.config
+        artifacts = [r.artifact for r in parsed if r.WhichOneof("record_type") == "artifact"]
+        assert [(a.name, a.type, sorted(a.files)) for a in stored.artifacts] == [
+            (a.name, a.type, sorted(e.path for e in a.manifest.contents)) for a in artifacts
+        ]
+
+
+def test_wire_decoder_reads_every_field_kind_and_names_a_cut_message() -> None:
+    from tracklight.runs._protowire import WireError, parse
+
+    negative = (-3 & (1 << 64) - 1).to_bytes(8, "little")
+    varint = bytearray()
+    value = int.from_bytes(negative, "little")
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        varint.append(byte | (0x80 if value else 0))
+        if not value:
+            break
+    data = (
+        b"\x08"
+        + bytes(varint)  # field 1, int64 -3
+        + b"\x10\x05"  # field 2, sint64 -3 (zigzag 5)
+        + b"\x19"
+        + struct.pack("<d", 2.5)  # field 3, double
+        + b"\x22\x03abc"  # field 4, string
+        + b"\x2a\x04\x0a\x02hi"  # field 5, a nested message whose field 1 is "hi"
+    )
+    message = parse(data)
+    assert message.integer(1) == -3 and message.sint(2) == -3 and message.double(3) == 2.5
+    assert message.text(4) == "abc" and message.message(5).text(1) == "hi" and message.text(9) == ""
+    with pytest.raises(WireError, match="longer than the message"):
+        parse(b"\x22\x09abc")
+
+
+def test_every_backend_is_listed_and_shown_with_no_sdk_installed(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What `pip install '.[cli]'` gives: no wandb (nor its protobuf), mlflow, comet_ml, neptune, tensorboard,
+    torch or lightning. Before issue 18, `ls` stopped at the W&B run with a traceback asking for wandb."""
+    root = written(tmp_path_factory, "tracklight")
+    code = (
+        "import json, sys\n"
+        "for name in ('wandb', 'mlflow', 'comet_ml', 'neptune', 'tensorboard', 'torch', 'lightning', 'google'):\n"
+        "    sys.modules[name] = None\n"
+        "from tracklight import runs\n"
+        f"found = runs.find({str(root)!r})\n"
+        "print(json.dumps({run.backend: [run.info().metrics, len(run.points()), len(run.params())] for run in found}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(seen) == {"csv", "tensorboard", "mlflow", "wandb", "comet", "neptune"}
+    assert seen["wandb"] == seen["csv"] == [3, 3, 3]
+
+
+def test_comet_keeps_a_hand_logged_parameter_equal_to_a_command_line_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python train.py data.csv --lr 0.01` logging lr=0.01 by hand: Comet stores `lr` once, as `source: cli`,
+    and the reader (which kept only `manual`) dropped it, so `compare` showed `lr 0.003 -`."""
+    import comet_ml
+
+    for name in ("COMET_API_KEY", "COMET_START_ONLINE", "COMET_OFFLINE_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "argv", ["train.py", "data.csv", "--lr", "0.01", "--epochs", "2"])
+    config = comet_ml.ExperimentConfig(
+        name="cli", offline_directory=str(tmp_path), log_code=False, log_env_host=False, display_summary_level=0
+    )
+    experiment = comet_ml.start(project="p", online=False, experiment_config=config)
+    experiment.log_parameters({"lr": 0.01, "layers": 3})
+    experiment.log_parameter("epochs", 5)  # differs from the command line's: the hand-logged value wins
+    experiment.log_metric("loss", 1.0, step=0)
+    experiment.end()
+    (run,) = runs.find(tmp_path)
+    assert run.params() == {"lr": 0.01, "layers": 3, "epochs": 5}

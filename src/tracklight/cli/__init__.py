@@ -8,10 +8,17 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (``sys.argv[1:]`` when None); returns the exit status."""
-    from tracklight._imports import require
+    import sys
 
-    for module in ("click", "rich", "uniplot"):
-        require(module, "cli")
+    from tracklight._imports import is_available
+
+    missing = [module for module in ("click", "rich", "uniplot") if not is_available(module)]
+    if missing:  # one line, not a chained traceback: a bare install has no command yet
+        sys.stderr.write(
+            f"error: the tracklight command needs {', '.join(missing)}, which the 'cli' extra installs. "
+            "Fix: pip install 'tracklight[cli]'\n"
+        )
+        return 1
     from tracklight.cli._app import cli
 
     try:

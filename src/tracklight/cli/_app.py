@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import sys
 from typing import Any
@@ -12,7 +13,7 @@ from tracklight import runs as runs_api
 from tracklight.cli import _plot
 from tracklight.cli._output import Output
 from tracklight.runs import Run, RunError
-from tracklight.runs._run import summarize
+from tracklight.runs._run import summarize, unreadable
 
 __all__ = ["cli"]
 
@@ -44,6 +45,8 @@ def _open(output: Output, refs: tuple[str, ...]) -> list[Run]:
             opened.append(runs_api.open(ref))
         except RunError as error:
             output.error(error)
+        except Exception as error:  # never a traceback: what could not be read is named
+            output.error(unreadable(ref, error))
     return opened
 
 
@@ -54,7 +57,26 @@ def _infos(output: Output, opened: list[Run]) -> list[tuple[Run, Any]]:
             found.append((run, run.info()))
         except RunError as error:
             output.error(error)
+        except Exception as error:
+            output.error(unreadable(run.ref, error))
     return found
+
+
+def _unmatched(output: Output, opened: list[Run], patterns: tuple[str, ...]) -> list[str]:
+    """One rule for every command's ``-m``: each pattern that matches no metric of any run is an error that
+    names the metrics there are (the command still shows what the other patterns match, and exits 1).
+    Returns those patterns."""
+    if not patterns or not opened:
+        return []
+    try:
+        names = sorted({name for run in opened for name in run.metric_names()})
+    except RunError:
+        return []  # the command itself reports the run that cannot be read
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(name, p) for name in names)]
+    shown = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "")
+    for pattern in unmatched:
+        output.error(RunError(f"-m {pattern}", f"matches no metric; the metrics: {shown or 'none'}"))
+    return unmatched
 
 
 @cli.command("ls")
@@ -80,7 +102,9 @@ def show(run: str, patterns: tuple[str, ...], as_json: bool) -> None:
     output = Output("show", as_json)
     shown = []
     details = []
-    for opened, info in _infos(output, _open(output, (run,))):
+    pairs = _infos(output, _open(output, (run,)))
+    _unmatched(output, [opened for opened, _ in pairs], patterns)
+    for opened, info in pairs:
         try:
             params = opened.params()
             points = opened.points()
@@ -108,7 +132,8 @@ def show(run: str, patterns: tuple[str, ...], as_json: bool) -> None:
                 ]
                 for m in metrics
             ]
-            output.table("metrics", columns, rows, right=set(columns[1:]))
+            if rows or not patterns:
+                output.table("metrics", columns, rows, right=set(columns[1:]))
     sys.exit(output.finish(shown, details=details))
 
 
@@ -132,10 +157,12 @@ def plot(
     """One panel per metric, one line per run. Without -o it draws in the terminal (works over SSH)."""
     output = Output("plot", as_json)
     pairs = _infos(output, _open(output, refs))
+    unmatched = _unmatched(output, [run for run, _ in pairs], patterns)
+    matching = [p for p in patterns if p not in unmatched]
     drawn: list[_plot.Panel] = []
-    if pairs:
+    if pairs and (matching or not patterns):
         try:
-            drawn = _plot.panels([run for run, _ in pairs], list(patterns) or None, x_axis, smooth)
+            drawn = _plot.panels([run for run, _ in pairs], matching or None, x_axis, smooth)
             if target:
                 _plot.save(_plot.figure(drawn, x_axis, log_y), target)
                 output.note(f"wrote {target}: {len(drawn)} panel(s), {len(pairs)} run(s)")
@@ -161,6 +188,7 @@ def compare(refs: tuple[str, ...], patterns: tuple[str, ...], show_all: bool, as
     pairs = _infos(output, _open(output, refs))
     if len(pairs) + len(output.errors) < 2:
         raise click.UsageError("compare needs at least two runs")
+    _unmatched(output, [run for run, _ in pairs], patterns)
     params: list[dict[str, Any]] = []
     metrics: list[dict[str, Any]] = []
     try:
@@ -202,7 +230,10 @@ def compare(refs: tuple[str, ...], patterns: tuple[str, ...], show_all: bool, as
         for m in metrics:
             rows.append([m["metric"], "last", *m["last"]])
             rows.append(["", f"best ({m['best_is']})", *m["best"]])
-        output.table("metrics the runs share", ["METRIC", "", *heads], rows, right=set(heads))
+        if rows:
+            output.table("metrics the runs share", ["METRIC", "", *heads], rows, right=set(heads))
+        else:
+            output.note("\nmetrics the runs share: none" + (" that -m selects" if patterns else ""))
     sys.exit(output.finish(infos, params=params, metrics=metrics))
 
 
@@ -225,7 +256,14 @@ def export(refs: tuple[str, ...], target: str, experiment: str | None, as_json: 
     """Write runs into another backend: metrics with steps and timestamps, hyperparameters, media files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from tracklight.runs._export import check_target
+
     output = Output("export", as_json)
+    try:
+        check_target(target)  # a target it cannot write is refused before any run is read or written
+    except RunError as error:
+        output.error(error)
+        sys.exit(output.finish([], target=target, exported=[]))
     pairs = _infos(output, _open(output, refs))
     report = None
     if pairs:
@@ -237,7 +275,7 @@ def export(refs: tuple[str, ...], target: str, experiment: str | None, as_json: 
             TimeRemainingColumn(),
             console=output.error_console,
             transient=True,
-            disable=as_json,
+            disable=as_json or not output.error_console.is_terminal,  # off a terminal it leaves a blank line
         )
         task = bar.add_task("export", total=None)
         try:
@@ -250,12 +288,16 @@ def export(refs: tuple[str, ...], target: str, experiment: str | None, as_json: 
                 )
         except RunError as error:
             output.error(error)
-    if report is not None and not as_json:
-        rows = [[r.source, r.ref, r.points, r.params, r.media] for r in report.runs]
+    for stopped in report.runs if report is not None else []:
+        if stopped.error:
+            output.error(RunError(stopped.source, stopped.error))
+    written = [r for r in report.runs if not r.error] if report is not None else []
+    if written and not as_json:
+        rows = [[r.source, r.ref, r.points, r.params, r.media] for r in written]
         output.table(
             None, ["RUN", "WRITTEN TO", "POINTS", "PARAMS", "MEDIA"], rows, right={"POINTS", "PARAMS", "MEDIA"}
         )
-        refused = report.refused
+        refused = [f"{run.source}: {line}" for run in written for line in run.refused]
         output.note("refused or changed by the target:" if refused else "the target took everything.")
         for line in refused:
             output.note(f"  {line}")

@@ -61,7 +61,9 @@ class Output:
     def error(self, error: RunError) -> None:
         self.errors.append(error)
         if not self.as_json:
-            self.error_console.print(f"[red]error[/red]: {error}", markup=True, soft_wrap=True)
+            from rich.markup import escape  # a message's own brackets ("tracklight[mlflow]") are not markup
+
+            self.error_console.print(f"[red]error[/red]: {escape(str(error))}", markup=True, soft_wrap=True)
 
     def note(self, text: str) -> None:
         if not self.as_json:

@@ -91,6 +91,15 @@ class ArtifactStager:
             )
         return items
 
+    def tidy(self) -> None:
+        """Remove the staging folder, and ``tracklight-staging`` above it, where nothing waits in them any more
+        (the worker removes each uploaded file and its own directory; what failed to upload stays)."""
+        for folder in (self.folder, os.path.dirname(self.folder)):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (files still to upload, another run's folder) or already gone
+                return
+
     def _new_dir(self) -> str:
         name = uuid.uuid4().hex[:12]
         try:

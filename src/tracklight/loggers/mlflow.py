@@ -273,6 +273,8 @@ class MLFlowLogger(Logger):
                 self._checkpoint_callback = None
         self._delivery.put({"kind": "status", "status": terminal_status(status), "end_time": int(time.time() * 1000)})
         self._report = report = self._delivery.close(self._delivery_timeout)
+        if self._artifacts is not None:
+            self._artifacts.tidy()  # "created only when needed": no empty staging folder stays behind
         if not report.complete:
             warnings.warn(f"MLFlowLogger: {report}", TracklightWarning, stacklevel=3)
 

@@ -1,7 +1,8 @@
 """Reader of offline Comet experiments: the ``<key>-<random>.zip`` archives ``comet_ml.OfflineExperiment``
 writes (and ``comet upload`` sends later). An archive holds ``experiment.json`` and ``messages.json``, one
-JSON message per line: ``metric_msg`` (name, value, step, epoch, time), ``parameter_msg`` (only those the
-user logged, ``source: manual``), ``log_other`` (the name), ``file_upload`` (files stored in the archive).
+JSON message per line: ``metric_msg`` (name, value, step, epoch, time), ``parameter_msg`` (those the user
+logged, ``source: manual``, and the command line's, ``cli``), ``log_other`` (the name), ``file_upload`` (files
+stored in the archive).
 
 Plain JSON: reading needs no Comet SDK. A continued experiment writes one archive per start (they share the
 experiment key, shown as the version): the experiment is listed once, at its newest archive, with every
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from typing import Any
 
@@ -36,6 +38,7 @@ _KINDS = {
 }
 _SYSTEM = "sys."  # the SDK's own CPU, memory and disk readings: not the user's metrics
 _SDK_METRICS = {"process duration"}  # what the SDK logs by itself when an experiment ends
+_POSITIONAL = re.compile(r"run_arg_\d+$")  # how Comet names a command line's positional arguments
 
 
 class CometRun(Run):
@@ -97,17 +100,24 @@ class CometRun(Run):
         return _NEVER
 
     def params(self) -> dict[str, Any]:
-        """The parameters logged by hand (``source: manual``): not those Comet parses from the command line of
-        whatever process ran (``cli``), nor its own ``curr_step``/``curr_epoch`` (``auto-logged``)."""
-        found: dict[str, Any] = {}
+        """The parameters logged by hand (``source: manual``) and the named ones Comet parsed from the command
+        line (``cli``): Comet drops a hand-logged value equal to a command-line one, so ``--lr 0.01`` and
+        ``log_hyperparams({"lr": 0.01})`` leave only the ``cli`` copy. Left out: positional arguments
+        (``run_arg_<n>``) and Comet's own ``curr_step``/``curr_epoch`` (``auto-logged``). A hand-logged value
+        wins over a command-line one of the same name."""
+        manual: dict[str, Any] = {}
+        cli: dict[str, Any] = {}
         for payload in self._payloads("parameter_msg"):
             for param in _params_of(payload):
-                if param.get("source", "manual") == "manual":
-                    found[str(param.get("paramName"))] = param.get("paramValue")
+                name, source = str(param.get("paramName")), param.get("source", "manual")
+                if source == "manual":
+                    manual[name] = param.get("paramValue")
+                elif source == "cli" and not _POSITIONAL.match(name):
+                    cli[name] = param.get("paramValue")
         earlier: dict[str, Any] = {}
         for run in self.earlier:
             earlier.update(run.params())
-        return {**earlier, **flatten(found)}
+        return {**earlier, **flatten({**cli, **manual})}
 
     def _read(self) -> dict[str, Points]:
         if not self.earlier:

@@ -53,11 +53,18 @@ class CSVRun(Run):
         import pandas as pd
 
         try:
-            frame = pd.read_csv(self.metrics_path, engine="c", dtype=np.float64, on_bad_lines="error")
+            with open(self.metrics_path, "rb") as handle:
+                data = handle.read()
+        except OSError as err:
+            raise RunError(self.metrics_path, f"cannot be read ({err.strerror})") from err
+        if data and not data.endswith(b"\n"):  # a last row cut short by a kill: its values may be cut too
+            data = data[: data.rfind(b"\n") + 1]
+        try:
+            frame = pd.read_csv(io.BytesIO(data), engine="c", dtype=np.float64, on_bad_lines="error")
         except pd.errors.EmptyDataError:
             return {}
-        except (ValueError, pd.errors.ParserError) as err:
-            raise RunError(self.metrics_path, f"is damaged and cannot be read ({err})") from err
+        except (ValueError, pd.errors.ParserError):
+            return _read_rows(self.metrics_path, data)  # a header again mid-file (new columns), or damage
         if "step" in frame.columns:
             step_column = frame.pop("step").to_numpy()
         else:  # a CSV without steps: the row number, as CSVLogger itself counts them
@@ -100,6 +107,37 @@ class CSVRun(Run):
                 except ValueError:
                     continue
         return None
+
+
+def _read_rows(path: str, data: bytes) -> dict[str, Points]:
+    """The slow, careful reading: a row that is a header again (a logger that appended with new columns)
+    starts a new section with its own columns; anything else that is not a number names the line.
+
+    Raises:
+        RunError: a row with more cells than its header, or a cell that is not a number.
+    """
+    columns: dict[str, tuple[list[int], list[float]]] = {}
+    header: list[str] | None = None
+    rows = csv.reader(io.StringIO(data.decode("utf-8", "replace")))
+    for number, row in enumerate(rows, 1):
+        if not row:
+            continue
+        if header is None or ("step" in row and row[row.index("step")] == "step"):
+            header = row
+            continue
+        if len(row) > len(header):
+            raise RunError(path, f"is damaged: line {number} has {len(row)} cells, its header {len(header)}")
+        cells = dict(zip(header, row, strict=False))
+        try:
+            step = int(float(cells["step"])) if cells.get("step") else number
+            for name, cell in cells.items():
+                if name != "step" and cell != "":
+                    steps, values = columns.setdefault(name, ([], []))
+                    steps.append(step)
+                    values.append(float(cell))
+        except ValueError as err:
+            raise RunError(path, f"is damaged: line {number} holds something that is not a number ({err})") from err
+    return {name: Points.of(steps, values) for name, (steps, values) in columns.items()}
 
 
 def scan(folder: str, names: set[str]) -> list[Run]:

@@ -11,6 +11,7 @@ store): nothing is dropped without a line in the report.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import time
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 from tracklight.runs._find import open as open_run
 from tracklight.runs._run import MediaFile, Points, Run, RunError
 
-__all__ = ["TARGETS", "ExportReport", "Exported", "Source", "export"]
+__all__ = ["TARGETS", "ExportReport", "Exported", "Source", "check_target", "export"]
 
 #: Local targets: ``<scheme>:<folder>``.
 TARGETS = ("csv", "tensorboard", "wandb", "comet", "neptune")
@@ -62,6 +63,7 @@ class Exported:
     params: int = 0
     media: int = 0
     refused: list[str] = field(default_factory=list)
+    error: str | None = None  # the export of this run stopped: why, what was sent, and how to finish it
 
 
 @dataclass
@@ -105,8 +107,9 @@ def export(
         An :class:`ExportReport`: per run, the new run's reference and what the target refused.
 
     Raises:
-        RunError: a run cannot be read.
-        TracklightError: ``to`` is not a target tracklight writes.
+        RunError: a run cannot be read, ``to`` is not a target tracklight writes, or the package that writes it
+            is not installed (checked before anything is written). A run whose export fails midway (a full
+            disk, a server gone) is in the report with its ``error``; the other runs are still exported.
     """
     started = time.perf_counter()
     writer = _writer(to, experiment or "tracklight-export")
@@ -122,35 +125,91 @@ def export(
 
     report = ExportReport(to)
     for source in sources:
-        report.runs.append(writer.write(source, advance))
+        sent_before = done
+        try:
+            report.runs.append(writer.write(source, advance))
+        except Exception as err:  # a disk's, an SDK's or a server's error (MlflowException...): one line each
+            report.runs.append(_stopped(source, to, done - sent_before, err))
     report.seconds = time.perf_counter() - started
     return report
 
 
+def _stopped(source: Source, to: str, sent: int, err: BaseException) -> Exported:
+    reason = " ".join(str(err).split())[:300] or type(err).__name__
+    again = (
+        "run the same export again to send the rest (the points already there are not sent twice)"
+        if to.startswith(_MLFLOW_SCHEMES)
+        else "run the same export again (it writes a new run)"
+    )
+    return Exported(
+        source.run.ref,
+        "-",
+        points=sent,
+        error=f"the export to {to} stopped after {sent} of {source.total} point(s): {reason}; {again}",
+    )
+
+
+#: The package each kind of target is written with, and the extra that installs it. An event file's checksums
+#: need ``crc32c`` (the tensorboard extra's) or TensorBoard's own copy of it.
+_NEEDS = {
+    "tensorboard": ("crc32c", "tensorboard"),
+    "mlflow": ("mlflow", "mlflow"),
+    "wandb": ("wandb", "wandb"),
+    "comet": ("comet_ml", "comet"),
+    "neptune": ("neptune", "neptune"),
+}
+
+
+def _check_installed(to: str, kind: str) -> None:
+    """Refuse a target whose package is missing before anything is read or written."""
+    from tracklight._imports import is_available
+
+    module, extra = _NEEDS.get(kind, (None, None))
+    if kind == "tensorboard" and is_available("tensorboard"):
+        return
+    if module is not None and not is_available(module):
+        raise RunError(
+            to,
+            f"exporting to {kind} needs the {module!r} package, which is not installed. "
+            f"Fix: pip install 'tracklight[{extra}]'",
+        )
+
+
+def check_target(to: str) -> None:
+    """Raise :class:`RunError` unless ``to`` is a target tracklight writes and its package is installed: the
+    checks :func:`export` makes before it reads or writes anything."""
+    if to.startswith(_MLFLOW_SCHEMES):
+        _check_installed(to, "mlflow")
+        return
+    scheme, separator, folder = to.partition(":")
+    if not (separator and scheme in TARGETS and folder):
+        raise RunError(
+            to,
+            "is not an export target. Use an MLflow tracking URI (http://HOST:PORT, sqlite:///PATH.db) or a local "
+            "format and folder: " + ", ".join(f"{scheme}:DIR" for scheme in TARGETS),
+        )
+    _check_installed(to, scheme)
+
+
 def _writer(to: str, experiment: str) -> Writer:
+    check_target(to)
     if to.startswith(_MLFLOW_SCHEMES):
         from tracklight.runs._to_mlflow import MlflowWriter
 
         return MlflowWriter(to, experiment)
-    scheme, separator, folder = to.partition(":")
-    if separator and scheme in TARGETS and folder:
-        if scheme in ("csv", "tensorboard"):
-            from tracklight.runs import _to_files
+    scheme, _, folder = to.partition(":")
+    if scheme in ("csv", "tensorboard"):
+        from tracklight.runs import _to_files
 
-            return _to_files.CSVWriter(folder) if scheme == "csv" else _to_files.TensorBoardWriter(folder)
-        from tracklight.runs import _to_sdks
+        return _to_files.CSVWriter(folder) if scheme == "csv" else _to_files.TensorBoardWriter(folder)
+    from tracklight.runs import _to_sdks
 
-        writers: dict[str, Any] = {
-            "wandb": _to_sdks.WandbWriter,
-            "comet": _to_sdks.CometWriter,
-            "neptune": _to_sdks.NeptuneWriter,
-        }
-        return writers[scheme](folder, experiment)
-    raise RunError(
-        to,
-        "is not an export target. Use an MLflow tracking URI (http://HOST:PORT, sqlite:///PATH.db) or a local "
-        "format and folder: " + ", ".join(f"{scheme}:DIR" for scheme in TARGETS),
-    )
+    writers: dict[str, Any] = {
+        "wandb": _to_sdks.WandbWriter,
+        "comet": _to_sdks.CometWriter,
+        "neptune": _to_sdks.NeptuneWriter,
+    }
+    return writers[scheme](folder, experiment)
 
 
 # ---- helpers the writers share --------------------------------------------------------------------------
@@ -182,6 +241,20 @@ def missing_times(source: Source) -> int:
 
 def extension(name: str, default: str = "bin") -> str:
     return name.rpartition(".")[2].lower() if "." in name else default
+
+
+@contextlib.contextmanager
+def quiet(*names: str) -> Iterator[None]:
+    """An SDK's INFO lines and banners are not ours to print: its loggers at WARNING, and back after."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager

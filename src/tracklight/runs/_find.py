@@ -13,7 +13,7 @@ from types import ModuleType
 
 from tracklight._errors import warn
 from tracklight.runs import _comet, _csv, _mlflow, _neptune, _spill, _tensorboard, _wandb
-from tracklight.runs._run import Run, RunError
+from tracklight.runs._run import Run, RunError, unreadable
 
 __all__ = ["BACKENDS", "find", "open"]
 
@@ -40,7 +40,8 @@ OnError = Callable[[RunError], None]
 
 
 def find(*paths: str | os.PathLike[str], on_error: OnError | None = None) -> list[Run]:
-    """Every run stored under ``paths`` (files or folders, searched to any depth; ``"."`` when none).
+    """Every run stored under ``paths`` (files or folders, searched to any depth; ``"."`` when none), or on
+    the MLflow tracking URIs among them (``sqlite:///path.db``, ``http://host:port``).
 
     A path that holds no run, or a file that cannot be read, is passed to ``on_error`` (a warning by default)
     and the search goes on.
@@ -54,6 +55,16 @@ def find(*paths: str | os.PathLike[str], on_error: OnError | None = None) -> lis
     report = on_error or (lambda error: warn(str(error)))
     found: list[Run] = []
     for given in paths or (".",):
+        if _mlflow.is_uri(os.fspath(given)):  # a tracking URI: never a path (normpath would fold its //)
+            try:
+                runs = _mlflow.uri_runs(os.fspath(given))
+            except RunError as error:
+                report(error)
+                continue
+            if not runs:
+                report(RunError(os.fspath(given), "holds no active MLflow run"))
+            found.extend(runs)
+            continue
         path = os.path.normpath(os.fspath(given))
         before = len(found)
         failed = False
@@ -69,9 +80,13 @@ def find(*paths: str | os.PathLike[str], on_error: OnError | None = None) -> lis
         if os.path.isfile(path):
             found.extend(_scan(os.path.dirname(path) or ".", {os.path.basename(path)}, failure))
         else:
-            for folder, subfolders, files in os.walk(path):
+
+            def unreadable(error: OSError) -> None:  # os.walk skips a folder it cannot list, silently
+                failure(RunError(error.filename, f"cannot be read ({error.strerror})"))
+
+            for folder, subfolders, files in os.walk(path, onerror=unreadable):
                 subfolders[:] = sorted(name for name in subfolders if name not in _SKIP)
-                found.extend(_scan(folder, set(files) | set(subfolders), failure))
+                found.extend(_scan(os.path.normpath(folder), set(files) | set(subfolders), failure))  # not ./csv
         if len(found) == before and not failed:
             report(RunError(path, f"holds no run (looked for {_LOOKED_FOR})"))
     return found
@@ -114,8 +129,8 @@ def _scan(folder: str, names: set[str], report: OnError, only: ModuleType | None
             runs.extend(module.scan(folder, names))
         except RunError as error:
             report(error)
-        except OSError as error:
-            report(RunError(folder, f"cannot be read ({error})"))
+        except Exception as error:  # an OSError, or a file the reader did not expect: named, the search goes on
+            report(unreadable(folder, error))
     paths = [run.ref for run in runs]
     for run in runs:  # one folder, two backends (CSV and TensorBoard loggers sharing a version folder)
         if paths.count(run.ref) > 1:

@@ -1,5 +1,5 @@
 """Reader of MLflow runs: SQLite stores and file stores (``mlruns/``) read directly, tracking servers through
-``MlflowClient``.
+their REST API (:mod:`tracklight.runs._mlflow_server`); none needs MLflow installed.
 
 Local stores are read with the standard library, not through MLflow: importing MLflow alone takes seconds
 here, which ``ls`` cannot afford, and a file store needs ``MLFLOW_ALLOW_FILE_STORE`` for MLflow 3 to open it
@@ -8,7 +8,8 @@ at all. The tables and files read are the ones MLflow has kept stable since 1.x 
 ``timestamp value step``); the tests check every value against ``MlflowClient``'s.
 
 References: ``sqlite:///<path>#<run id>`` (a relative path; ``sqlite:////abs/path`` for an absolute one), the
-run's folder in a file store, and ``http(s)://host:port#<run id>`` for a server.
+run's folder in a file store, and ``http(s)://host:port#<run id>`` for a server; the URI without ``#<run id>``
+names every run of its store or server.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ import yaml
 from tracklight._resumed import MLFLOW_TAG_PREFIX
 from tracklight.runs._files import file_reader, mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo
-from tracklight.runs._superseded import segments_by_time, supersede
+from tracklight.runs._superseded import without_mlflow_superseded
 
-__all__ = ["MlflowFileRun", "MlflowServerRun", "MlflowSqliteRun", "from_ref", "scan", "sqlite_ref"]
+__all__ = ["MlflowFileRun", "MlflowSqliteRun", "from_ref", "is_uri", "scan", "sqlite_ref", "uri_runs"]
 
 _STATUS_NUMBERS = {1: "running", 2: "scheduled", 3: "finished", 4: "failed", 5: "killed"}
 _DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_URI_SCHEMES = ("sqlite:", "http://", "https://")
 _IMAGE_NAME = re.compile(r"^(?P<key>.+)\+step\+(?P<step>-?\d+)\+timestamp\+\d+\+[0-9a-f-]+\.(?P<ext>png|jpe?g)$")
 
 
@@ -60,22 +62,6 @@ class _MlflowRun(Run):
             metrics=int(row.get("metrics") or 0),
             params=int(row.get("params") or 0),
         )
-
-    def _without_superseded(self, found: dict[str, Points], tags: dict[str, str]) -> dict[str, Points]:
-        """Leave out the points a resumed run superseded: the run's ``tracklight.resumed.<ms>`` tags say when each
-        later process took over and at which step (see :mod:`tracklight.runs._superseded`)."""
-        takeovers = sorted(
-            (int(key[len(MLFLOW_TAG_PREFIX) :]), None if value == "none" else int(value))
-            for key, value in tags.items()
-            if key.startswith(MLFLOW_TAG_PREFIX)
-            and key[len(MLFLOW_TAG_PREFIX) :].isdigit()
-            and (value == "none" or value.lstrip("-").isdigit())
-        )
-        if not takeovers:
-            return found
-        starts = [start / 1000 for start, _ in takeovers]
-        steps = [step for _, step in takeovers]
-        return {key: supersede(p, segments_by_time(p.time, starts), steps) for key, p in found.items()}
 
     def _artifacts(self, root: str | None) -> list[MediaFile]:
         """Files under a local artifact root; MLflow's image names give back the key and step."""
@@ -113,17 +99,16 @@ class MlflowSqliteRun(_MlflowRun):
         return [self.path]
 
     def params(self) -> dict[str, Any]:
-        with _connect(self.path) as db:
-            return dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ? ORDER BY key", (self.run_id,)))
+        return dict(_query(self.path, "SELECT key, value FROM params WHERE run_uuid = ? ORDER BY key", (self.run_id,)))
 
     def _read(self) -> dict[str, Points]:
-        with _connect(self.path) as db:
-            rows = db.execute(
-                "SELECT key, step, value, timestamp, is_nan FROM metrics WHERE run_uuid = ? ORDER BY key, rowid",
-                (self.run_id,),
-            ).fetchall()
-            marks = "SELECT key, value FROM tags WHERE run_uuid = ? AND key LIKE ?"
-            tags = dict(db.execute(marks, (self.run_id, MLFLOW_TAG_PREFIX + "%")))
+        rows = _query(
+            self.path,
+            "SELECT key, step, value, timestamp, is_nan FROM metrics WHERE run_uuid = ? ORDER BY key, rowid",
+            (self.run_id,),
+        )
+        marks = "SELECT key, value FROM tags WHERE run_uuid = ? AND key LIKE ?"
+        tags = dict(_query(self.path, marks, (self.run_id, MLFLOW_TAG_PREFIX + "%")))
         if not rows:
             return {}
         keys, steps, values, stamps, nans = zip(*rows, strict=False)
@@ -135,7 +120,7 @@ class MlflowSqliteRun(_MlflowRun):
             found[str(keys[start])] = Points.of(
                 steps[start:end], value_array[start:end], np.asarray(stamps[start:end], dtype=np.float64) / 1000
             )
-        return self._without_superseded(found, tags)
+        return without_mlflow_superseded(found, tags)
 
     def media(self) -> list[MediaFile]:
         return self._artifacts(self.row.get("artifact_uri"))
@@ -176,48 +161,10 @@ class MlflowFileRun(_MlflowRun):
             if table.size == 0:
                 table = np.zeros((0, 3))
             found[key] = Points.of(table[:, 2].astype(np.int64), table[:, 1], table[:, 0] / 1000)
-        return self._without_superseded(found, _key_files(os.path.join(self.path, "tags")))
+        return without_mlflow_superseded(found, _key_files(os.path.join(self.path, "tags")))
 
     def media(self) -> list[MediaFile]:
         return self._artifacts(self.meta.get("artifact_uri"))
-
-
-class MlflowServerRun(_MlflowRun):
-    """A run on a tracking server, through ``MlflowClient``."""
-
-    def __init__(self, uri: str, run_id: str) -> None:
-        super().__init__(f"{uri}#{run_id}", uri, run_id)
-        from tracklight._imports import require
-
-        require("mlflow", "mlflow")
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(uri)
-        try:
-            run = self.client.get_run(run_id)
-        except Exception as err:
-            raise RunError(self.ref, f"cannot be read from the MLflow server ({err})") from err
-        self.run = run
-        latest = run.data.metrics
-        self.row = {
-            "name": run.info.run_name,
-            "status": str(run.info.status).lower(),
-            "metrics": len(latest),
-            "params": len(run.data.params),
-            "updated": (run.info.end_time or run.info.start_time or 0) / 1000 or None,
-        }
-
-    def params(self) -> dict[str, Any]:
-        return dict(self.run.data.params)
-
-    def _read(self) -> dict[str, Points]:
-        found = {}
-        for key in sorted(self.run.data.metrics):
-            history = self.client.get_metric_history(self.run_id, key)
-            found[key] = Points.of(
-                [m.step for m in history], [m.value for m in history], [m.timestamp / 1000 for m in history]
-            )
-        return self._without_superseded(found, dict(self.run.data.tags))
 
 
 # ---- discovery ---------------------------------------------------------------------------------------------
@@ -237,25 +184,80 @@ def scan(folder: str, names: set[str]) -> list[Run]:
     return found
 
 
-def from_ref(ref: str) -> Run | None:
-    if ref.startswith("sqlite:///") and "#" in ref:
-        database, _, run_id = ref.removeprefix("sqlite:///").rpartition("#")
+def is_uri(ref: str) -> bool:
+    """Whether ``ref`` is a tracking URI (or a run's reference on one) rather than a path."""
+    return ref.startswith(_URI_SCHEMES)
+
+
+def uri_runs(ref: str) -> list[Run]:
+    """The runs a tracking URI names: every active run of ``sqlite:///path.db`` or ``http(s)://host:port``,
+    or the one run of ``<uri>#<run id>``.
+
+    Raises:
+        RunError: the store is missing or unreadable, or the server does not answer.
+    """
+    uri, _, run_id = ref.partition("#")
+    if uri.startswith("sqlite:"):
+        database = _sqlite_path(uri)
         if not os.path.isfile(database):
             raise RunError(database, "no such MLflow store")
-        return MlflowSqliteRun(database, run_id)
-    if ref.startswith(("http://", "https://")) and "#" in ref:
-        uri, _, run_id = ref.rpartition("#")
-        return MlflowServerRun(uri, run_id)
-    return None
+        if run_id:
+            return [MlflowSqliteRun(database, run_id)]
+        rows = _sqlite_rows(database)
+        if not rows:
+            raise RunError(database, "is not an MLflow store, or holds no active run")
+        return [MlflowSqliteRun(database, uuid, row) for uuid, row in rows.items()]
+    from tracklight.runs._mlflow_server import MlflowServerRun, server_runs
+
+    uri = uri.rstrip("/")
+    return [MlflowServerRun(uri, run_id)] if run_id else server_runs(uri)
+
+
+def from_ref(ref: str) -> Run | None:
+    """The one run a tracking URI names, or None when ``ref`` is not a URI."""
+    if not is_uri(ref):
+        return None
+    found = uri_runs(ref)
+    if len(found) != 1:
+        raise RunError(ref, "holds several runs; name one of them: " + ", ".join(run.ref for run in found))
+    return found[0]
+
+
+def _sqlite_path(uri: str) -> str:
+    """The file of ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` (SQLAlchemy's spelling), without a
+    query string."""
+    path = uri.removeprefix("sqlite:").partition("?")[0]
+    if not path.startswith("///"):
+        raise RunError(uri, "is not an SQLite URI MLflow takes; write sqlite:///relative.db or sqlite:////abs/path.db")
+    return unquote(path[3:])
+
+
+#: How long a read waits for a training's write to the store to end (SQLite locks the file while it writes).
+BUSY_TIMEOUT = 10.0
 
 
 def _connect(path: str) -> sqlite3.Connection:
     from urllib.parse import quote
 
     try:
-        return sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        return sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
     except sqlite3.Error as err:
         raise RunError(path, f"cannot be opened as an SQLite database ({err})") from err
+
+
+def _query(path: str, sql: str, arguments: tuple[Any, ...]) -> list[Any]:
+    """Rows of one query on a store, or a :class:`RunError` that says why (a store locked by a writer too long)."""
+    try:
+        with _connect(path) as db:
+            return db.execute(sql, arguments).fetchall()
+    except sqlite3.Error as err:
+        raise _store_error(path, err, "cannot be read as an MLflow store") from err
+
+
+def _store_error(path: str, err: sqlite3.Error, otherwise: str) -> RunError:
+    if "locked" in str(err) or "busy" in str(err):
+        return RunError(path, f"is locked by a process writing to it for more than {BUSY_TIMEOUT:g} s; try again")
+    return RunError(path, f"{otherwise} ({err})")
 
 
 def _sqlite_rows(path: str, run_id: str | None = None) -> dict[str, dict[str, Any]]:
@@ -285,7 +287,7 @@ def _sqlite_rows(path: str, run_id: str | None = None) -> dict[str, dict[str, An
             }
             params = dict(db.execute("SELECT run_uuid, COUNT(*) FROM params GROUP BY run_uuid").fetchall())
     except sqlite3.Error as err:
-        raise RunError(path, f"is an SQLite database that cannot be read as an MLflow store ({err})") from err
+        raise _store_error(path, err, "is an SQLite database that cannot be read as an MLflow store") from err
     found = {}
     for uuid, name, status, start, end, artifact_uri, experiment in runs:
         count, step, stamp = metrics.get(uuid, (0, None, None))

@@ -139,7 +139,12 @@ class Run(ABC):
             if self._cache is None:
                 from tracklight.runs._cache import cached
 
-                self._cache = cached(self.backend, self._sources(), self._read, extra=self.ref)
+                try:
+                    self._cache = cached(self.backend, self._sources(), self._read, extra=self.ref)
+                except RunError:
+                    raise
+                except Exception as err:  # a format the reader did not expect: named, never a traceback
+                    raise unreadable(self.ref, err) from err
             return self._cache
 
     def metric_names(self) -> list[str]:
@@ -185,6 +190,13 @@ class Run(ABC):
         rows = [summarize(name, self.points()[name]) for name in self.select(patterns)]
         columns = ["metric", "points", "first_step", "last_step", "last", "min", "min_step", "max", "max_step"]
         return pd.DataFrame(rows, columns=columns).set_index("metric")
+
+
+def unreadable(path: str, err: BaseException) -> RunError:
+    """The :class:`RunError` for something a reader did not expect (``OSError``, ``ValueError``, ...)."""
+    if isinstance(err, OSError) and err.strerror:
+        return RunError(path, f"cannot be read ({err.strerror})")
+    return RunError(path, f"cannot be read ({type(err).__name__}: {err})")
 
 
 def summarize(name: str, points: Points) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tracklight._resumed import MLFLOW_TAG_PREFIX
 from tracklight.runs._run import Points
 
 __all__ = ["keep", "merge", "segments_by_time", "supersede"]
@@ -62,3 +63,20 @@ def merge(parts: Sequence[dict[str, Points]], takeovers: Sequence[int | None]) -
         owners = np.concatenate([np.full(len(piece), index, dtype=np.int64) for index, piece in pieces])
         found[name] = supersede(merged, owners, takeovers)
     return found
+
+
+def without_mlflow_superseded(found: dict[str, Points], tags: dict[str, str]) -> dict[str, Points]:
+    """Leave out the points a resumed MLflow run superseded: the run's ``tracklight.resumed.<ms>`` tags say when
+    each later process took over and at which step."""
+    takeovers = sorted(
+        (int(key[len(MLFLOW_TAG_PREFIX) :]), None if value == "none" else int(value))
+        for key, value in tags.items()
+        if key.startswith(MLFLOW_TAG_PREFIX)
+        and key[len(MLFLOW_TAG_PREFIX) :].isdigit()
+        and (value == "none" or value.lstrip("-").isdigit())
+    )
+    if not takeovers:
+        return found
+    starts = [start / 1000 for start, _ in takeovers]
+    steps = [step for _, step in takeovers]
+    return {key: supersede(p, segments_by_time(p.time, starts), steps) for key, p in found.items()}

@@ -7,10 +7,13 @@ files, and write synchronously: an export is not a training loop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import struct
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,9 +28,16 @@ __all__ = ["CSVWriter", "TensorBoardWriter"]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _log_dir(root: str, name: str) -> str:
+@contextlib.contextmanager
+def _log_dir(root: str, name: str) -> Iterator[str]:
+    """A new version folder for one exported run; removed again if the export fails (no half run for ``ls``)."""
     folder = os.path.join(root, _UNSAFE.sub("_", name).strip("_") or "run")
-    return os.path.join(folder, f"version_{claim_next_version(folder)}")
+    log_dir = os.path.join(folder, f"version_{claim_next_version(folder)}")
+    try:
+        yield log_dir
+    except BaseException:
+        shutil.rmtree(log_dir, ignore_errors=True)
+        raise
 
 
 def _write_hparams(log_dir: str, params: dict[str, Any]) -> None:
@@ -43,7 +53,10 @@ class CSVWriter:
         self.root = root
 
     def write(self, source: Source, progress: Progress) -> Exported:
-        log_dir = _log_dir(self.root, source.name)
+        with _log_dir(self.root, source.name) as log_dir:
+            return self._write(source, progress, log_dir)
+
+    def _write(self, source: Source, progress: Progress, log_dir: str) -> Exported:
         done = Exported(source.run.ref, log_dir, params=len(source.params))
         long = source.run.metrics()
         if len(long):
@@ -78,9 +91,12 @@ class TensorBoardWriter:
         self.root = root
 
     def write(self, source: Source, progress: Progress) -> Exported:
+        with _log_dir(self.root, source.name) as log_dir:
+            return self._write(source, progress, log_dir)
+
+    def _write(self, source: Source, progress: Progress, log_dir: str) -> Exported:
         from tracklight.formats import tfevents
 
-        log_dir = _log_dir(self.root, source.name)
         done = Exported(source.run.ref, log_dir, params=len(source.params))
         now = time.time()
         rounded = untimed = 0

@@ -10,13 +10,13 @@ it keeps are cut, and points without a timestamp get the export time.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
-import sys
 import time
 from typing import Any
 
 from tracklight._imports import require
-from tracklight.runs._export import Exported, Progress, Source, staged_media
+from tracklight.runs._export import Exported, Progress, Source, quiet, staged_media
 
 __all__ = ["MlflowWriter"]
 
@@ -32,7 +32,8 @@ class MlflowWriter:
 
         self.uri = uri
         self.experiment = experiment
-        self.client = MlflowClient(uri)
+        with quiet("mlflow", "alembic"):  # a new SQLite store's tables are made here, with INFO lines
+            self.client = MlflowClient(uri)
         self._experiment_id: str | None = None
 
     def experiment_id(self) -> str:
@@ -58,6 +59,22 @@ class MlflowWriter:
         return (database.parent / "artifacts").as_uri()
 
     def write(self, source: Source, progress: Progress) -> Exported:
+        # MLflow's INFO lines (creating a store's tables, alembic's migrations) and its "View run" links on
+        # stdout are not the export's report; stdout is for --json.
+        with quiet("mlflow", "alembic"), contextlib.redirect_stdout(io.StringIO()):
+            return self._write(source, progress)
+
+    def _unfinished(self, source: Source) -> Any:
+        """The run an earlier export of ``source`` left RUNNING (a server that went away midway), else None."""
+        ref = source.run.ref.replace("'", "\\'")
+        found = self.client.search_runs(
+            [self.experiment_id()],
+            filter_string=f"tags.`tracklight.source` = '{ref}' and attributes.status = 'RUNNING'",
+            max_results=1,
+        )
+        return found[0] if found else None
+
+    def _write(self, source: Source, progress: Progress) -> Exported:
         from mlflow.entities import Metric, Param
         from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
@@ -65,12 +82,17 @@ class MlflowWriter:
 
         now_ms = int(time.time() * 1000)
         starts = [points.time[0] for points in source.points.values() if len(points) and not math.isnan(points.time[0])]
-        run = self.client.create_run(
-            self.experiment_id(),
-            run_name=source.name,
-            start_time=int(min(starts) * 1000) if starts else now_ms,
-            tags={"tracklight.source": source.run.ref, "tracklight.source_backend": source.run.backend},
-        )
+        run = self._unfinished(source)
+        there: dict[str, int] = {}  # points an unfinished export already sent, per key: sent in order, so skipped
+        if run is None:
+            run = self.client.create_run(
+                self.experiment_id(),
+                run_name=source.name,
+                start_time=int(min(starts) * 1000) if starts else now_ms,
+                tags={"tracklight.source": source.run.ref, "tracklight.source_backend": source.run.backend},
+            )
+        else:
+            there = {key: len(self.client.get_metric_history(run.info.run_id, key)) for key in run.data.metrics}
         run_id = run.info.run_id
         done = Exported(source.run.ref, f"{self.uri}#{run_id}")
         renamed: dict[str, str] = {}
@@ -89,8 +111,9 @@ class MlflowWriter:
                 cut.append(name)
                 text = text[:MAX_PARAM_VAL_LENGTH]
             params.append(Param(key(name), text))
-        for start in range(0, len(params), _PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=params[start : start + _PARAMS_PER_BATCH])
+        sent = [param for param in params if param.key not in run.data.params]  # all, unless an export resumes
+        for start in range(0, len(sent), _PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=sent[start : start + _PARAMS_PER_BATCH])
         done.params = len(params)
         if cut:
             done.refused.append(f"MLflow keeps {MAX_PARAM_VAL_LENGTH} characters per parameter: cut {', '.join(cut)}")
@@ -100,8 +123,12 @@ class MlflowWriter:
         for name, points in source.points.items():
             mapped = key(name)
             seen: set[tuple[int, float, int]] = set()
+            skip = there.get(mapped, 0)
+            if skip:
+                done.points += skip
+                progress(skip)
             for step, value, stamp in zip(
-                points.step.tolist(), points.value.tolist(), points.time.tolist(), strict=True
+                points.step.tolist()[skip:], points.value.tolist()[skip:], points.time.tolist()[skip:], strict=True
             ):
                 if stamp != stamp:
                     # One millisecond apart in logged order: MLflow keeps a single copy of points equal in step,
@@ -140,7 +167,5 @@ class MlflowWriter:
                     run_id, path, artifact_path=f"media/{media.kind}/{mlflow_key(media.key)}{step}"
                 )
                 done.media += 1
-        # MLflow prints links to the run on stdout when it ends; stdout is for --json.
-        with contextlib.redirect_stdout(sys.stderr):
-            self.client.set_terminated(run_id, _STATUS.get(source.status or "", "FINISHED"))
+        self.client.set_terminated(run_id, _STATUS.get(source.status or "", "FINISHED"))
         return done

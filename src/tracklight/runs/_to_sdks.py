@@ -10,30 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import logging
 import os
 from collections.abc import Iterator
 
 import numpy as np
 
 from tracklight._imports import require
-from tracklight.runs._export import Exported, Progress, Source, extension, missing_times, rows_by_step, staged_media
+from tracklight.runs._export import (
+    Exported,
+    Progress,
+    Source,
+    extension,
+    missing_times,
+    quiet,
+    rows_by_step,
+    staged_media,
+)
 
 __all__ = ["CometWriter", "NeptuneWriter", "WandbWriter"]
 
 _STEP_KEY = "trainer/global_step"  # the step axis tracklight's and Lightning's WandbLogger use
-
-
-@contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """The SDK's start and stop banners are not ours to print: its logger at WARNING, and back after."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -169,7 +165,7 @@ class NeptuneWriter:
         from neptune.types import File
 
         data_dir = os.path.join(self.root, ".neptune")
-        with _environment(NEPTUNE_DATA_DIRECTORY=data_dir, NEPTUNE_MODE="offline"), _quiet("neptune"):
+        with _environment(NEPTUNE_DATA_DIRECTORY=data_dir, NEPTUNE_MODE="offline"), quiet("neptune"):
             before = set(glob.glob(os.path.join(data_dir, "offline", "*")))
             run = neptune.init_run(
                 mode="offline",

@@ -1,11 +1,12 @@
 """Reader of offline W&B runs: the ``run-<id>.wandb`` transaction log in each ``offline-run-*`` folder (also
-what ``wandb sync`` uploads later). Needs the ``wandb`` package for its protobuf classes.
+what ``wandb sync`` uploads later).
 
 The file is a LevelDB-style log: a 7-byte header (``:W&B``, the magic 0xBEE1 little-endian, version 0),
 then 32 KiB blocks of records. Each record has a 7-byte header (crc32 of type byte + payload, payload
 length, type: FULL=1, FIRST=2, MIDDLE=3, LAST=4); a block's tail shorter than a header is zero padding.
-Payloads are ``wandb.proto.wandb_internal_pb2.Record`` messages. Blocks are aligned to the start of the
-file, so the first block holds the file header too.
+Payloads are ``wandb.proto.wandb_internal_pb2.Record`` messages, decoded here by field number without the
+``wandb`` package (:mod:`tracklight.runs._protowire`), so the ``cli`` extra reads them. Blocks are aligned to
+the start of the file, so the first block holds the file header too.
 
 A run's steps are Lightning's ``trainer/global_step`` where the rows have it (tracklight's and Lightning's
 ``WandbLogger``), else W&B's own ``_step``; each point's time is its row's ``_timestamp``. Media are the
@@ -30,6 +31,7 @@ import numpy as np
 
 from tracklight.params import flatten
 from tracklight.runs._files import file_reader, mtime
+from tracklight.runs._protowire import Message, WireError, parse
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo, last_step, last_time
 from tracklight.runs._superseded import keep
 
@@ -87,7 +89,8 @@ def payloads(path: str | os.PathLike[str]) -> list[bytes]:
 
 
 def records(path: str | os.PathLike[str]) -> list[Any]:
-    """Every record of the file, parsed."""
+    """Every record of the file, parsed by ``wandb.proto`` (needs the ``wandb`` package; :func:`read_run` does
+    not)."""
     from tracklight._imports import require
 
     pb = require("wandb.proto.wandb_internal_pb2", "wandb")
@@ -143,88 +146,117 @@ class StoredRun:
         return os.path.dirname(self.path)
 
 
-def _key(item: Any) -> str:
-    return "/".join(item.nested_key) if item.nested_key else item.key
+# Field numbers of W&B's records (wandb_internal.proto), read with the wire decoder in _protowire.
+_RUN, _CONFIG, _HISTORY, _SUMMARY, _ARTIFACT, _METRIC, _OUTPUT_RAW, _OUTPUT, _EXIT = 17, 5, 2, 3, 8, 12, 13, 4, 18
+_ITEM_KEY, _ITEM_NESTED, _ITEM_JSON = 1, 2, 16  # ConfigItem, SummaryItem, HistoryItem
+_UPDATE, _REMOVE = 1, 2  # ConfigRecord, SummaryRecord
+# HistoryItem's `value` oneof: none (enum), boolean, integer (sint64), number (double), text, json.
+_NONE, _BOOLEAN, _INTEGER, _NUMBER, _TEXT, _JSON_VALUE = 3, 4, 5, 6, 7, 8
 
 
-def _history_value(item: Any) -> Any:
-    kind = item.WhichOneof("value")
-    if kind is None:
-        return json.loads(item.value_json) if item.value_json else None
-    if kind == "none":
-        return None
-    if kind == "json":
-        return json.loads(item.json)
-    return getattr(item, kind)
+def _keys(item: Message) -> list[str]:
+    return item.texts(_ITEM_NESTED) or [item.text(_ITEM_KEY)]
 
 
-def _set(target: dict[str, Any], item: Any, value: Any) -> None:
-    if item.nested_key and len(item.nested_key) > 1:
-        for part in item.nested_key[:-1]:
-            target = target.setdefault(part, {})
-        target[item.nested_key[-1]] = value
-    else:
-        target[_key(item)] = value
+def _history_value(item: Message) -> Any:
+    for number in item.fields:  # the oneof member present, if any
+        if number == _NONE:
+            return None
+        if number == _BOOLEAN:
+            return bool(item.integer(_BOOLEAN))
+        if number == _INTEGER:
+            return item.sint(_INTEGER)
+        if number == _NUMBER:
+            return item.double(_NUMBER)
+        if number == _TEXT:
+            return item.text(_TEXT)
+        if number == _JSON_VALUE:
+            return json.loads(item.text(_JSON_VALUE))
+    text = item.text(_ITEM_JSON)
+    return json.loads(text) if text else None
 
 
-def _remove(target: dict[str, Any], item: Any) -> None:
-    keys = list(item.nested_key) or [item.key]
+def _set(target: dict[str, Any], item: Message, value: Any) -> None:
+    keys = _keys(item)
+    for part in keys[:-1]:
+        target = target.setdefault(part, {})
+    target[keys[-1]] = value
+
+
+def _remove(target: dict[str, Any], item: Message) -> None:
+    keys = _keys(item)
     for part in keys[:-1]:
         target = target.get(part, {})
     target.pop(keys[-1], None)
 
 
+def _update(target: dict[str, Any], body: Message) -> None:
+    """A ConfigRecord or SummaryRecord: its updates, then its removals."""
+    for item in body.messages(_UPDATE):
+        _set(target, item, json.loads(item.text(_ITEM_JSON)))
+    for item in body.messages(_REMOVE):
+        _remove(target, item)
+
+
 def read_run(path: str | os.PathLike[str]) -> StoredRun:
+    """Decode one ``run-<id>.wandb`` file; needs no ``wandb`` package (see :mod:`tracklight.runs._protowire`).
+
+    Raises:
+        ValueError: the file is not a W&B run file, or a record is damaged.
+    """
     run = StoredRun(path=os.fspath(path))
-    for record in records(path):
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            body = record.run
-            run.run_id, run.project, run.display_name = body.run_id, body.project, body.display_name
-            run.resume = bool(body.resume)
-            run.start_time = body.start_time.seconds + body.start_time.nanos / 1e9
-            if body.HasField("branch_point") and body.branch_point.metric == "_step":
-                run.branch_step = int(body.branch_point.value)
-            for item in body.config.update:
-                _set(run.config, item, json.loads(item.value_json))
-        elif kind == "config":
-            for item in record.config.update:
-                _set(run.config, item, json.loads(item.value_json))
-            for item in record.config.remove:
-                _remove(run.config, item)
-        elif kind == "history":
-            row: dict[str, Any] = {}
-            for item in record.history.item:
-                _set(row, item, _history_value(item))
-            run.history.append(row)
-        elif kind == "summary":
-            for item in record.summary.update:
-                _set(run.summary, item, json.loads(item.value_json))
-            for item in record.summary.remove:
-                _remove(run.summary, item)
-        elif kind == "artifact":
-            body = record.artifact
-            run.artifacts.append(
-                StoredArtifact(
-                    name=body.name,
-                    type=body.type,
-                    aliases=list(body.aliases),
-                    metadata=json.loads(body.metadata) if body.metadata else {},
-                    files={
-                        entry.path: {"size": entry.size, "digest": entry.digest, "local_path": entry.local_path}
-                        for entry in body.manifest.contents
-                    },
-                )
-            )
-        elif kind == "metric":
-            body = record.metric
-            run.metrics.append({"name": body.name, "glob_name": body.glob_name, "step_metric": body.step_metric})
-        elif kind in ("output_raw", "output"):
-            run.output.append(getattr(record, kind).line)
-        elif kind == "exit":
-            run.exit_code = record.exit.exit_code
+    for number, payload in enumerate(payloads(path)):
+        try:
+            _add_record(run, parse(payload))
+        except (WireError, ValueError) as err:  # json's errors are ValueErrors too
+            raise ValueError(f"record {number} cannot be decoded ({err})") from err
     run.config.pop("_wandb", None)
     return run
+
+
+def _add_record(run: StoredRun, record: Message) -> None:
+    if record.has(_RUN):
+        body = record.message(_RUN)
+        run.run_id, run.project, run.display_name = body.text(1), body.text(3), body.text(8)
+        run.resume = bool(body.integer(24))
+        start = body.message(17)
+        run.start_time = start.integer(1) + start.integer(2) / 1e9
+        if body.has(23):  # branch_point: where a rewound run (resume_from) continues
+            point = body.message(23)
+            if point.text(3) == "_step":
+                run.branch_step = int(point.double(2))
+        _update(run.config, body.message(4))
+    elif record.has(_CONFIG):
+        _update(run.config, record.message(_CONFIG))
+    elif record.has(_HISTORY):
+        row: dict[str, Any] = {}
+        for item in record.message(_HISTORY).messages(1):
+            _set(row, item, _history_value(item))
+        run.history.append(row)
+    elif record.has(_SUMMARY):
+        _update(run.summary, record.message(_SUMMARY))
+    elif record.has(_ARTIFACT):
+        body = record.message(_ARTIFACT)
+        metadata = body.text(8)
+        run.artifacts.append(
+            StoredArtifact(
+                name=body.text(5),
+                type=body.text(4),
+                aliases=body.texts(11),
+                metadata=json.loads(metadata) if metadata else {},
+                files={
+                    entry.text(1): {"size": entry.integer(4), "digest": entry.text(2), "local_path": entry.text(6)}
+                    for entry in body.message(12).messages(4)
+                },
+            )
+        )
+    elif record.has(_METRIC):
+        body = record.message(_METRIC)
+        run.metrics.append({"name": body.text(1), "glob_name": body.text(2), "step_metric": body.text(4)})
+    elif record.has(_OUTPUT_RAW) or record.has(_OUTPUT):
+        run.output.append(record.message(_OUTPUT_RAW if record.has(_OUTPUT_RAW) else _OUTPUT).text(3))
+    elif record.has(_EXIT):
+        run.exit_code = record.message(_EXIT).integer(1)
 
 
 def run_files(root: str | os.PathLike[str], run_id: str | None = None) -> list[str]:
