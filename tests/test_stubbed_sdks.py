@@ -143,8 +143,9 @@ def test_mlflow_logger_with_a_magicmock_mlflow_builds_logs_and_finalizes(
         logger.finalize("success")
     client = mlflow.tracking.MlflowClient.return_value
     assert logger.name == str(client.get_experiment_by_name.return_value.experiment_id)  # the id, as in Lightning
-    (metric,) = [m for call in client.log_batch.call_args_list for m in call.kwargs["metrics"]]
-    assert mlflow.entities.Metric.call_args.args[1:4:2] == (0.5, 3)  # value and step
+    (metric,) = [m for call in client.log_batch.call_args_list for m in call.kwargs.get("metrics", [])]
+    metric_arguments = mlflow.entities.Metric.call_args.kwargs
+    assert (metric_arguments["value"], metric_arguments["step"]) == (0.5, 3)
     assert metric is mlflow.entities.Metric.return_value
     client.set_terminated.assert_called_once()
     assert client.set_terminated.call_args.args[1] == "FINISHED"

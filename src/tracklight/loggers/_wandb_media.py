@@ -98,7 +98,8 @@ def text_html(wandb: Any, text: str) -> Any:
 
 
 def table(wandb: Any, value: media.Table) -> Any:
-    return wandb.Table(columns=list(value.columns), data=[list(row) for row in value.rows])
+    # Lightning's keywords, dataframe=None included: a suite that mocks wandb.Table checks them.
+    return wandb.Table(columns=list(value.columns), data=[list(row) for row in value.rows], dataframe=None)
 
 
 def figure(wandb: Any, value: Any) -> Any:
@@ -144,9 +145,10 @@ class ItemFiles:
     def path(self, value: Any) -> Any:
         """A copy of the file at ``value`` when it is a path (its extension kept); anything else as it is.
 
-        A mocked ``wandb`` (a test suite's) reads no file and is called at once: it gets the path as given.
+        A stubbed ``wandb`` (a test suite's ``MagicMock`` or bare module) reads no file and is called at once: it
+        gets the path as given.
         """
-        if not isinstance(value, (str, os.PathLike)) or is_mock(self._wandb):
+        if not isinstance(value, (str, os.PathLike)) or _stubbed(self._wandb):
             return value
         source = os.fspath(value)
         copy = self._new_file(os.path.splitext(source)[1])
@@ -172,6 +174,11 @@ class ItemFiles:
             self._folder = tempfile.mkdtemp(prefix="tracklight-wandb-")
         self._count += 1
         return os.path.join(self._folder, f"{self._count}{extension}")
+
+
+def _stubbed(wandb: Any) -> bool:
+    """Whether ``wandb`` is a test suite's stand-in: a mock, or a module made by hand (it has no ``__spec__``)."""
+    return is_mock(wandb) or getattr(wandb, "__spec__", None) is None
 
 
 def weight(values: list[Any]) -> int:

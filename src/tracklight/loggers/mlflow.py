@@ -121,6 +121,7 @@ class MLFlowLogger(Logger):
         self._prefix = prefix
         self._artifact_location = artifact_location
         self._synchronous = bool(synchronous)
+        self._synchronous_argument = synchronous  # passed on to MlflowClient.log_batch when given, as Lightning does
         self._delivery_timeout = float(delivery_timeout)
         self._local_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._metric_keys = KeyMap("metric")
@@ -311,6 +312,7 @@ class MLFlowLogger(Logger):
     def _started(self) -> Delivery:
         if self._delivery is None:
             from tracklight.delivery import Delivery
+            from tracklight.loggers._mlflow_backends import client_is_mocked
             from tracklight.loggers._mlflow_sink import MlflowSink
 
             tags = {str(key): str(value) for key, value in (self.tags or {}).items()}
@@ -330,10 +332,11 @@ class MLFlowLogger(Logger):
                 resume=self._run_id is not None,
                 local_id=self._local_id,
                 before_open=use_as_default,
+                synchronous=self._synchronous_argument,
             )
             spill = os.path.join(self._local_dir, "tracklight-spill", f"mlflow-{self._local_id}.jsonl")
             self._sink = sink
-            self._delivery = Delivery(sink, spill)
+            self._delivery = Delivery(sink, spill, inline=client_is_mocked())
         return self._delivery
 
     def _wait_for_run(self) -> MlflowSink:

@@ -230,11 +230,12 @@ class WandbLogger(WandbMediaLogger):
         run = wandb.init(**arguments)
         self._id = run.id
         self._wandb_init["id"] = run.id  # a run finished by finalize is resumed, not replaced
-        if self._wandb_init.get("sync_tensorboard"):
-            run.define_metric("*", step_metric="global_step")
-        else:
-            run.define_metric(self.STEP_METRIC)
-            run.define_metric("*", step_metric=self.STEP_METRIC, step_sync=True)
+        define_metric = getattr(run, "define_metric", None)  # a stubbed run may lack it: Lightning checks too
+        if define_metric is not None and self._wandb_init.get("sync_tensorboard"):
+            define_metric("*", step_metric="global_step")
+        elif define_metric is not None:
+            define_metric(self.STEP_METRIC)
+            define_metric("*", step_metric=self.STEP_METRIC, step_sync=True)
         return run
 
     def _init_arguments(self) -> dict[str, Any]:
