@@ -105,6 +105,16 @@ class Worker:
         self._generation += 1
         self._thread = WorkerThread(self, self._generation)
         self._thread.start()
+        self._track()
+
+    def _track(self) -> None:
+        """Flush and close this delivery at exit and on SIGTERM (:class:`~tracklight.delivery.Delivery` says how)."""
+        raise NotImplementedError
+
+    def _untrack_flushing(self) -> None:
+        """An idle worker ends: nothing is queued, so the flusher need not look at this delivery until the next
+        worker starts (lock held)."""
+        raise NotImplementedError
 
     def _ensure_worker(self) -> None:
         """Start a worker unless one is running (the lock is held)."""
@@ -164,7 +174,10 @@ class Worker:
             if not self._has_work() and self._outage.open_attempts:
                 # Nothing to send (and the sink was opened, or tried): an idle worker ends soon, and the next
                 # item starts another, so no thread outlives the logger's use by more than IDLE_EXIT.
-                if self.inline or now - idle_since >= IDLE_EXIT:
+                if self.inline:
+                    return None
+                if now - idle_since >= IDLE_EXIT:
+                    self._untrack_flushing()
                     return None
                 self._cond.wait(IDLE_EXIT - (now - idle_since))
                 continue

@@ -297,10 +297,14 @@ class Delivery(Worker):
     # ---- internals ----------------------------------------------------------------------------------
 
     def _track(self) -> None:
-        """Close at exit if needed; flushed several times a second, at exit and on SIGTERM, until ``close``."""
+        """Close at exit if needed; flushed several times a second, at exit and on SIGTERM, while a worker runs."""
         shutdown.track(self)
         if self._spillable and not self.inline:  # what cannot be spilled has nothing to write at exit or on SIGTERM
             _flushing.register(self)
+
+    def _untrack_flushing(self) -> None:
+        # Without waiting for the flusher, which may be waiting for this delivery's lock, held here.
+        _flushing.unregister(self, wait=False)
 
     def _say_progress(self, started: float, said: float, timeout: float) -> float:
         """Every ``PROGRESS_AFTER`` seconds of a long wait, say on stderr how much is left; when it last spoke."""

@@ -125,13 +125,18 @@ def register(writer: Flushable, late: bool = False) -> None:
         _install_exit_hooks()
 
 
-def unregister(writer: Flushable) -> None:
-    """Stop flushing ``writer``; the flushing thread ends with the last writer (``register`` starts another)."""
+def unregister(writer: Flushable, wait: bool = True) -> None:
+    """Stop flushing ``writer``; the flushing thread ends with the last writer (``register`` starts another).
+
+    With ``wait=False`` that thread ends on its own within ``FLUSH_INTERVAL``: for a caller holding a lock that
+    the writer's ``flush`` takes.
+    """
     with _lock:
         _writers.discard(writer)
         _late_writers.discard(writer)
         _resting.discard(writer)
-    _end_thread_if_idle()
+    if wait:
+        _end_thread_if_idle()
 
 
 def rest(writer: Flushable) -> None:
