@@ -37,7 +37,7 @@ _late_writers: weakref.WeakSet[Any] = weakref.WeakSet()
 _resting: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 _wake = threading.Event()
-_thread: threading.Thread | None = None
+_thread: _FlushThread | None = None
 _thread_pid: int | None = None
 _atexit_installed = False
 _sigterm_installed = False
@@ -119,7 +119,7 @@ def register(writer: Flushable, late: bool = False) -> None:
             _late_writers.update(_resting)
             _resting.clear()
         if _thread is None or _thread_pid != os.getpid() or not _thread.is_alive():
-            _thread = threading.Thread(target=_run, name="tracklight-flush", daemon=True)
+            _thread = _FlushThread()
             _thread_pid = os.getpid()
             _thread.start()
         _install_exit_hooks()
@@ -205,15 +205,34 @@ def flush_all(force: bool = True) -> None:
             writer.flush(force=force)
 
 
+class _FlushThread(threading.Thread):
+    """The flushing thread (``tracklight-flush``, a daemon). It ends with the last writer; :meth:`stop` ends it
+    at once (a test suite's thread check, such as Lightning's, stops the daemon threads a test left behind)."""
+
+    def __init__(self) -> None:
+        super().__init__(target=_run, name="tracklight-flush", daemon=True)
+
+    def stop(self) -> None:
+        """End this thread; writers still registered are flushed at exit and when the next writer registers."""
+        global _thread
+        with _lock:
+            if _thread is self:
+                _thread = None
+        _wake.set()
+        if self is not threading.current_thread():
+            self.join(timeout=1.0)
+
+
 def _run() -> None:
     global _thread
     while True:
         _wake.wait(FLUSH_INTERVAL)
         with _lock:
             _wake.clear()
+            if _thread is not threading.current_thread():
+                return  # stopped, or replaced in a forked child
             if not (_writers or _late_writers):  # nothing left to flush: no tracklight thread outlives the last writer
-                if _thread is threading.current_thread():
-                    _thread = None
+                _thread = None
                 return
         # A flush that fails here is retried on the next tick and reported by the writer's own flush().
         flush_all(force=False)
