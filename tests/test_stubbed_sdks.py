@@ -8,6 +8,7 @@ logger is built and used with its SDK stubbed, with no private flag to flip.
 
 from __future__ import annotations
 
+import pickle
 import sys
 import threading
 import warnings
@@ -217,12 +218,20 @@ def test_a_comet_ml_stub_without_its_config_leaves_online_to_comet(monkeypatch: 
 
 
 def test_a_wandb_run_without_define_metric_is_used_as_it_is(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    run = Mock(spec=["log", "config", "id", "name"], id="run_id")  # what a hand-made stub run may hold
+    class Run:  # what a hand-made stub run may hold: no define_metric, no project
+        id, name = "run_id", "run-name"
+
+        def __init__(self) -> None:
+            self.log, self.config = Mock(), Mock()
+
+    run = Run()
     _module(monkeypatch, "wandb", init=Mock(return_value=run), run=None)
     logger = WandbLogger(save_dir=tmp_path)
     logger.log_metrics({"loss": 0.5}, step=3)
     run.log.assert_called_once_with({"loss": 0.5, "trainer/global_step": 3})
     assert logger.experiment is run
+    clone = pickle.loads(pickle.dumps(logger))  # a Trainer pickled with it (ddp_spawn): the run has no `project`
+    assert clone.name == logger.name
 
 
 def test_a_bare_module_wandb_gets_media_paths_and_tables_as_lightning_passes_them(
@@ -246,6 +255,8 @@ def test_a_bare_module_wandb_gets_media_paths_and_tables_as_lightning_passes_the
     run.log.assert_called_with({"samples": [wandb.Image.return_value] * 2, "trainer/global_step": 1})
     logger.log_video("clips", ["made/up.mp4"])
     wandb.Video.assert_called_once_with("made/up.mp4")
+    logger.log_audio("sounds", ["made/up.mp3"])  # the stub needs no soundfile, and gets only the options given
+    wandb.Audio.assert_called_once_with("made/up.mp3")
 
     logger.log_table("table", columns=["a", "b"], data=[[1, 2]])
     wandb.Table.assert_called_with(columns=["a", "b"], data=[[1, 2]], dataframe=None)

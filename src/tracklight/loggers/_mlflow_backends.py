@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from tracklight._errors import TracklightError
-from tracklight._imports import is_mock, require
+from tracklight._imports import is_mock, is_stubbed, require
 from tracklight.delivery.spill import Item
 
 __all__ = ["LOCAL_ID_TAG", "REQUEST_TIMEOUT", "Backend", "client_is_mocked", "connect", "mlflow_module", "upload"]
@@ -36,16 +36,10 @@ def mlflow_module(name: str) -> Any:
 
 
 def client_is_mocked() -> bool:
-    """Whether ``mlflow.tracking.MlflowClient`` is a ``unittest.mock`` object (a test suite's stub), told without
-    importing MLflow: only a stub, or an ``mlflow.tracking`` imported already, is looked at."""
-    mlflow = sys.modules.get("mlflow")
-    if mlflow is None:
-        return False
-    if is_mock(mlflow):
-        return True
-    stubbed = getattr(mlflow, "__spec__", None) is None
-    tracking = getattr(mlflow, "tracking", None) if stubbed else sys.modules.get("mlflow.tracking")
-    return is_mock(getattr(tracking, "MlflowClient", None))
+    """Whether MLflow is a test suite's stand-in (a stub ``mlflow``, or a mocked ``MlflowClient`` in an
+    ``mlflow.tracking`` imported already), told without importing MLflow."""
+    tracking = sys.modules.get("mlflow.tracking")
+    return is_stubbed("mlflow") or is_mock(getattr(tracking, "MlflowClient", None))
 
 
 def connect(uri: str, synchronous: bool | None = None) -> Backend:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tracklight._errors import warn
-from tracklight._imports import is_mock
+from tracklight._imports import is_mock, is_stubbed
 from tracklight.delivery.batch import ItemFailed
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class SdkSink:
     """
 
     factory = ""  # nothing is spilled, so nothing is replayed
+    sdk = ""  # the SDK's package (``wandb``...): a stub of it in ``sys.modules`` is called on the calling thread
     spillable = False
     limits: dict[str, int] = {}
     max_items = 100
@@ -123,8 +124,8 @@ class SdkDelivery:
 
     def attached(self, sdk_object: Any) -> None:
         """The logger just made ``sdk_object``: deliver what is queued before the SDK's exit hook ends it, and, when
-        it is a mock, hand each item to it on the calling thread before :meth:`put` returns."""
-        self._delivery.inline = is_mock(sdk_object)
+        it is a mock (or the SDK a stub), hand each item to it on the calling thread before :meth:`put` returns."""
+        self._delivery.inline = is_mock(sdk_object) or is_stubbed(self.sink.sdk)
         self._delivery.close_before_exit()
 
     def wait(self) -> None:

@@ -189,7 +189,7 @@ class WandbLogger(WandbMediaLogger):
             if run is not None:
                 # finished by wandb.finish() or the user: resume it rather than fail on the next log
                 self._id = self._wandb_init["id"] = run.id
-                self._project = self._wandb_init["project"] = run.project
+                self._project = self._wandb_init["project"] = getattr(run, "project", self._project)
             run = self._experiment = self._open_run()
         if self._remote is None:
             sync = f"wandb sync {run_folder(run)}" if self._is_offline() and run_folder(run) else ""
@@ -414,7 +414,7 @@ class WandbLogger(WandbMediaLogger):
         if run is not None:
             state["_id"] = run.id
             state["_name"] = run.name
-            state["_wandb_init"].update(id=run.id, project=run.project)
+            state["_wandb_init"].update(id=run.id, project=getattr(run, "project", self._project))  # a stub may lack it
             state["_attach_id"] = getattr(run, "_attach_id", None)
         state.update(_experiment=None, _remote=None, _checkpoint_callbacks={})
         return state
