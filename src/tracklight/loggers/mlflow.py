@@ -40,9 +40,10 @@ __all__ = ["MLFlowLogger", "mlflow_key"]
 
 LOCAL_FILE_URI_PREFIX = "file:"
 
-#: Seconds the first look at ``run_id``/``version`` (Lightning reads them at setup) waits for a tracking *server*
-#: to create the run, once MLflow is imported; after that the run is created in the background.
-RUN_WAIT = 2.0
+#: Seconds the first look at ``run_id``/``version``/``name`` (Lightning reads them at setup) waits, in all, for a
+#: tracking *server* to create the run, so that it takes at most 2 s (MLflow is imported when the logger is made);
+#: after that the run is created in the background.
+RUN_WAIT = 1.8
 
 
 class MLFlowLogger(Logger):
@@ -109,6 +110,10 @@ class MLFlowLogger(Logger):
                 "MLFlowLogger needs the 'mlflow' package. Install it with: pip install 'tracklight[mlflow]'"
             )
         check_log_model(log_model)
+        if global_rank() == 0:
+            # As Lightning's logger does, here rather than inside the first wait for the run: importing MLflow takes
+            # seconds, which would leave a tracking server almost none of RUN_WAIT.
+            mlflow_module("tracking")
         self._save_dir = save_dir
         self._local_dir = os.path.abspath(os.path.expanduser(save_dir or "./mlruns"))
         tracking_uri, self._embedded, artifact_location = resolve(tracking_uri, self._local_dir, artifact_location)
@@ -345,10 +350,8 @@ class MLFlowLogger(Logger):
         assert sink is not None
         if not self._waited_for_run:
             self._waited_for_run = True
-            delivery.wait_open(0)  # starts the worker, which imports MLflow and opens the sink
-            # MLflow is imported first (seconds, once); then a tracking server gets RUN_WAIT seconds to create the
-            # run, so one that accepts connections and never answers holds nobody. A local store gets its time.
-            sink.connecting.wait(self._delivery_timeout)
+            # A tracking server gets RUN_WAIT seconds in all to create the run, so one that accepts connections and
+            # never answers holds nobody. A local store gets its time (it may be migrating its tables).
             remote = self._tracking_uri.partition(":")[0].lower() in ("http", "https")
             delivery.wait_open(min(RUN_WAIT, self._delivery_timeout) if remote else self._delivery_timeout)
         if sink.run_id is not None:
