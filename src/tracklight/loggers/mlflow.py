@@ -151,7 +151,9 @@ class MLFlowLogger(Logger):
 
             self.logger.experiment.log_dict(self.logger.run_id, {"a": 1}, "config.json")
         """
-        self._started()
+        delivery = self._started()
+        if delivery.inline:  # a stubbed MLflow: the run is made now, as Lightning's logger makes it here
+            delivery.wait_open(0)
         use_as_default(self._tracking_uri)  # as Lightning does here: the user's mlflow.* calls reach this store
         if self._client is None:
             self._client = mlflow_module("tracking").MlflowClient(self._tracking_uri)
