@@ -1258,7 +1258,8 @@ def test_mlflow_sets_the_tracking_uri(tmp_path: Path) -> None:
 
 def test_mlflow_cleans_keys_as_lightning(tmp_path: Path) -> None:
     logger = _mlflow(tmp_path)
-    with pytest.warns(RuntimeWarning, match="special characters in metric name"):
+    lightnings_sentence = "MLFlow only allows '_', '/', '.' and ' ' special characters in metric name. Replacing"
+    with pytest.warns(RuntimeWarning, match=re.escape(f"{lightnings_sentence} [some_metric] with some_metric.")):
         logger.log_metrics({"[some_metric]": 10})
     logger.finalize("success")
     assert set(_mlflow_client(logger).get_run(logger.run_id).data.metrics) == {"some_metric"}
