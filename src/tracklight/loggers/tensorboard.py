@@ -113,7 +113,7 @@ class TensorBoardLogger(VersionedDirLogger):
         if not are_plain(values):
             if any(isinstance(value, Mapping) for value in values):
                 metrics = self._log_scalar_dicts(metrics, step)
-            values = [to_number(key, value) for key, value in metrics.items()]
+            values = [_number(key, value) for key, value in metrics.items()]
         if not values:
             return
         # The same keys step after step is the common case: their tags are laid out once, per key set.
@@ -311,7 +311,7 @@ class TensorBoardLogger(VersionedDirLogger):
                 continue
             tag = self._tag(key)
             for sub_key, sub_value in value.items():
-                number = to_number(f"{key}/{sub_key}", sub_value)
+                number = _number(f"{key}/{sub_key}", sub_value)
                 self._event_file(_sub_run(tag, key, sub_key)).add_scalars(step, [(tag, number)])
         return rest
 
@@ -402,6 +402,18 @@ def _quiet_stdout() -> Iterator[None]:
         yield
     if captured.getvalue():
         sys.stdout.write(captured.getvalue())
+
+
+def _number(key: str, value: Any) -> float | int:
+    """``to_number``, whose error starts with the sentence of Lightning's TensorBoardLogger (a ``ValueError`` too),
+    so a ``match=`` written for it holds."""
+    try:
+        return to_number(key, value)
+    except InvalidMetricError as error:
+        raise InvalidMetricError(
+            f"you tried to log {_shorten(str(value))} which is currently not supported. Try a dict or a "
+            f"scalar/tensor. {error}"
+        ) from error
 
 
 def _shorten(text: str, limit: int = 300) -> str:
