@@ -140,7 +140,7 @@ class Delivery(Worker):
             full = self._weight >= self._max_pending
             if full and self._spillable:
                 self._spill_pending()
-            if self.inline:
+            if self.inline:  # delivered below, on this thread, once the lock is free
                 pass
             elif self._thread is None or self._stop or not self._thread.is_alive():
                 self._start()
