@@ -3,7 +3,9 @@
 Lightning's own logger tests and many user suites put a ``MagicMock`` (or a bare ``ModuleType``) in
 ``sys.modules`` for ``wandb``, ``mlflow``, ``comet_ml`` or ``neptune``, then build the logger and check
 what it called. Such a stub has no ``__spec__``, which made ``importlib.util.find_spec`` raise; here each
-logger is built and used with its SDK stubbed, with no private flag to flip.
+logger is built and used with its SDK stubbed, with no private flag to flip. A stub holds only what the suite
+needed (no ``comet_ml.get_config``, no ``mlflow.get_tracking_uri``, a run without ``define_metric``), receives
+the calls Lightning's loggers make (keywords included), and is called on the calling thread: no worker starts.
 """
 
 from __future__ import annotations
