@@ -730,7 +730,7 @@ class UntraceableModel(RegressionModel):
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the tracer's own, while it formats its error
-@pytest.mark.filterwarnings("ignore:`torch.jit.trace_method` is deprecated:DeprecationWarning")  # add_graph's
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")  # add_graph's tracer, on its failure path
 def test_log_graph_with_a_model_the_tracer_refuses_warns_and_fit_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
