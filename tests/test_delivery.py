@@ -468,3 +468,38 @@ def test_no_thread_is_left_after_close(spill: Path) -> None:
     assert not worker.is_alive() and delivery not in list(flushing._writers)  # nor flushed any more
     delivery.put_many(metrics(1, start=3))  # logging again starts another worker
     assert delivery.close(timeout=30).complete and not delivery._thread
+
+
+def test_an_idle_worker_ends_within_seconds_without_close_and_the_next_item_starts_another(spill: Path) -> None:
+    from tracklight.delivery.thread import IDLE_EXIT
+    from tracklight.formats import flushing
+
+    sink = RecordingSink()
+    delivery = Delivery(sink, str(spill), linger=0)
+    delivery.put_many(metrics(3))
+    worker = delivery._thread
+    assert worker is not None
+    worker.join(timeout=IDLE_EXIT + 10)  # never closed, never drained: it ends on its own once idle
+    assert not worker.is_alive() and len(sink.received) == 3
+    assert delivery not in list(flushing._writers)  # nothing queued: the flusher need not look at it either
+    delivery.put_many(metrics(1, start=3))
+    assert delivery._thread is not None and delivery._thread is not worker
+    wait_until(lambda: len(sink.received) == 4)
+    assert delivery.close(timeout=30).complete
+
+
+def test_a_thread_check_can_stop_the_worker_and_nothing_queued_is_lost(spill: Path) -> None:
+    # Lightning's suite calls stop() on every daemon thread a test left behind and then checks it is gone.
+    sink = RecordingSink()
+    sink.gate = threading.Event()  # the first batch is under way when the check comes
+    delivery = Delivery(sink, str(spill), linger=0)
+    delivery.put_many(metrics(3))
+    worker = delivery._thread
+    assert worker is not None and worker.daemon
+    wait_until(lambda: sink.attempts == 1)
+    delivery.put_many(metrics(2, start=3))  # queued behind the batch under way
+    sink.gate.set()
+    worker.stop()
+    assert not worker.is_alive()
+    assert delivery.close(timeout=30).complete  # a new worker delivers what was queued
+    assert [item["value"] for item in sink.received] == [float(index) for index in range(5)]

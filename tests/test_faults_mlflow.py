@@ -444,6 +444,19 @@ def test_a_server_that_never_answers_does_not_hold_trainer_setup(
     assert steps_of(server, run.info.run_id, "train_loss") == list(range(8)) and run.data.params["lr"] == "0.03"
 
 
+def test_name_and_version_with_a_server_that_never_answers_take_at_most_two_seconds(gate: Gate, tmp_path: Path) -> None:
+    gate.stall()
+    logger = MLFlowLogger("stalled", tracking_uri=gate.url, save_dir=str(tmp_path), delivery_timeout=1)
+    started = time.monotonic()
+    assert logger.name == "stalled"  # what Lightning's setup reads, then the checkpoint directory
+    assert logger.version == f"local-{logger._local_id}"
+    waited = time.monotonic() - started
+    assert waited <= 2.0, f"name and version waited {waited:.2f} s"
+    assert gate.held >= 1  # the request is under way, unanswered
+    with pytest.warns(TracklightWarning, match="python -m tracklight.delivery replay"):
+        logger.finalize("success")
+
+
 # ---- the embedded store in a folder that cannot be written ------------------------------------------------
 
 

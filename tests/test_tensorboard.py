@@ -11,6 +11,7 @@ import io
 import math
 import os
 import pickle
+import re
 import struct
 import wave
 from argparse import Namespace
@@ -28,7 +29,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
-from tracklight import InvalidMetricError
+from tracklight import InvalidMetricError, TracklightWarning
 from tracklight.loggers import DummyExperiment, TensorBoardLogger
 
 # ---- reading event files back ------------------------------------------------------------------------
@@ -351,7 +352,8 @@ def test_a_value_that_is_not_a_number_is_an_error_naming_the_key(tmp_path: Path,
 
     with pytest.raises(InvalidMetricError, match=match):
         logger.log_metrics({"ok": 1.0, "loss": value}, step=1)
-    with pytest.raises(ValueError):  # Lightning raises a ValueError too; code that catches it keeps working
+    # Lightning raises a ValueError too, with this sentence: code that catches it, or matches it, keeps working.
+    with pytest.raises(ValueError, match=f"you tried to log {re.escape(str(value))} which is currently not supported"):
         logger.log_metrics({"loss": value}, step=1)
 
 
@@ -694,14 +696,55 @@ def test_log_graph_does_nothing_unless_asked(tmp_path: Path) -> None:
     assert not os.path.exists(logger.log_dir) or accumulate(logger.log_dir).Tags()["graph"] is False
 
 
-@pytest.mark.parametrize("example", [None, {"x": torch.zeros(1, 4)}], ids=["missing", "dict"])
-def test_log_graph_warns_when_the_input_cannot_be_traced(tmp_path: Path, example: Any) -> None:
+@pytest.mark.parametrize(
+    ("example", "lightnings_words"),
+    [
+        (None, "The `model.example_input_array` attribute is not set or `input_array` was not given."),
+        ({"x": torch.zeros(1, 4)}, "has type <class 'dict'> which can't be traced by TensorBoard."),
+    ],
+    ids=["missing", "dict"],
+)
+def test_log_graph_warns_when_the_input_cannot_be_traced(tmp_path: Path, example: Any, lightnings_words: str) -> None:
     model = RegressionModel()
     model.example_input_array = example
     logger = TensorBoardLogger(tmp_path, log_graph=True)
 
-    with pytest.warns(UserWarning, match="Could not log the model graph"):
+    # Lightning's sentence, whole, so a `match=` written for Lightning's logger holds; then how to fix it.
+    with pytest.warns(TracklightWarning) as caught:
         logger.log_graph(model)
+    (message,) = [str(warning.message) for warning in caught]
+    lead = "Could not log computational graph to TensorBoard: "
+    assert message.startswith(lead) and lightnings_words in message
+    assert len(message) > len(lead) + len(lightnings_words) + 40  # and what to do about it
+
+
+class UntraceableModel(RegressionModel):
+    """Trains as usual, but its ``forward`` returns a name beside the tensor, which torch.jit.trace refuses."""
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return {"out": super().forward(x), "name": "batch"}
+
+    def _loss(self, batch: Any) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.mse_loss(self(x)["out"], y)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the tracer's own, while it formats its error
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")  # add_graph's tracer, on its failure path
+def test_log_graph_with_a_model_the_tracer_refuses_warns_and_fit_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logger = TensorBoardLogger(tmp_path, log_graph=True)
+    with pytest.warns(TracklightWarning) as caught:
+        make_trainer(tmp_path, logger, max_epochs=1, limit_val_batches=0).fit(UntraceableModel())
+
+    (message,) = [str(w.message) for w in caught if "computational graph" in str(w.message)]
+    assert "tracing UntraceableModel.forward()" in message  # the model, and the tracer's reason
+    assert "RuntimeError" in message and "consistent type" in message
+    assert "Training goes on without the graph" in message
+    assert [step for step, _ in scalars(logger.log_dir)["train_loss_step"]] == [0, 1, 2, 3]  # every step trained
+    assert accumulate(logger.log_dir).Tags()["graph"] is False
+    assert "Error occurs, No graph saved" not in capsys.readouterr().out  # the tracer's own line: the warning says it
 
 
 # ---- with a real Trainer -----------------------------------------------------------------------------

@@ -63,6 +63,18 @@ def require(module: str, extra: str) -> Any:
         ) from err
 
 
+def is_stubbed(package: str) -> bool:
+    """Whether ``sys.modules`` holds a test suite's stand-in for ``package``: a ``unittest.mock`` object or a
+    module made by hand (no ``__spec__``), which does no I/O and reads no file.
+
+    Example:
+        >>> is_stubbed("json")
+        False
+    """
+    module = sys.modules.get(package)
+    return module is not None and (is_mock(module) or getattr(module, "__spec__", None) is None)
+
+
 def _from_stub(module: str) -> Any:
     """``module`` as an attribute path of a stub put in ``sys.modules`` for its top-level package (a module
     without ``__spec__``: a ``MagicMock`` or a bare ``ModuleType``), else None."""

@@ -6,7 +6,8 @@ it could not send, for ``python -m tracklight.delivery replay <spill file>``.
 
 | module | job |
 |---|---|
-| ``worker`` | :class:`Delivery`: the queue, the worker thread, retry, spill, ``drain``/``close`` |
+| ``worker`` | :class:`Delivery`: the queue, spill, ``drain``/``close`` |
+| ``thread`` | the worker side: what to do next, retry with backoff, the thread (ends when idle), inline delivery |
 | ``batch`` | what delivery needs from a backend (:class:`Sink`), batch cutting, :class:`DeliveryReport` |
 | ``send`` | handing a batch to the sink; items it refuses or fails on kept with the reason, said once |
 | ``spill`` | :class:`~tracklight.delivery.spill.SpillFile`: JSON lines on disk, with a replay offset |

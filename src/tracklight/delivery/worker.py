@@ -20,31 +20,26 @@ import contextlib
 import sys
 import threading
 import time
-import warnings
 from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
-from tracklight._errors import TracklightWarning
 from tracklight.delivery import shutdown
 from tracklight.delivery.batch import DeliveryReport, Sink, batch_size
 from tracklight.delivery.keep import Keeper
 from tracklight.delivery.outage import Outage
 from tracklight.delivery.send import WEIGHT, Sender
 from tracklight.delivery.spill import Item, SpillFile
+from tracklight.delivery.thread import STUCK_AFTER, Worker, WorkerThread
 from tracklight.formats import flushing as _flushing
 
-__all__ = ["WEIGHT", "Delivery", "DeliveryReport", "Sink", "batch_size"]
+__all__ = ["STUCK_AFTER", "WEIGHT", "Delivery", "DeliveryReport", "Sink", "batch_size"]
 
 #: ``drain()`` says how it is going when it has waited this long, and again every as long.
 PROGRESS_AFTER = 2.0
 
-#: Seconds one request may be under way before the backend counts as not answering (a healthy batch takes
-#: well under a second; a large artifact upload may take longer, and what waits behind it then goes to disk).
-STUCK_AFTER = 5.0
 
-
-class Delivery:
+class Delivery(Worker):
     """A background worker that delivers items to a :class:`Sink` without ever blocking the caller.
 
     Args:
@@ -60,6 +55,8 @@ class Delivery:
         spill_after: Seconds an item waits in memory, while the backend is failing (or one request has been
             stuck for ``STUCK_AFTER`` seconds), before it moves to the spill file: a crash loses about that much.
         backoff_max: The longest wait between two attempts while the backend is failing.
+        inline: Deliver on the calling thread, with no worker thread (for a ``unittest.mock`` backend:
+            :mod:`tracklight.delivery.thread`).
 
     Example:
         >>> class PrintSink:
@@ -87,8 +84,10 @@ class Delivery:
         linger: float = 0.2,
         spill_after: float = 0.5,
         backoff_max: float = 10.0,
+        inline: bool = False,
     ) -> None:
         self.sink = sink
+        self.inline = inline
         self._max_pending = max_pending
         self._linger = linger
         self._spill_after = spill_after
@@ -100,7 +99,7 @@ class Delivery:
         self._first_pending = 0.0
         self._inflight: list[Item] = []
         self._busy_since: float | None = None  # when the send or replay now under way began
-        self._thread: threading.Thread | None = None
+        self._thread: WorkerThread | None = None
         self._generation = 0
         self._stop = False
         self._closed = False
@@ -141,12 +140,16 @@ class Delivery:
             full = self._weight >= self._max_pending
             if full and self._spillable:
                 self._spill_pending()
-            if self._thread is None or self._stop or not self._thread.is_alive():
+            if self.inline:  # delivered below, on this thread, once the lock is free
+                pass
+            elif self._thread is None or self._stop or not self._thread.is_alive():
                 self._start()
             elif not before or len(self._pending) >= self.sink.max_items:
                 self._cond.notify_all()
-            if full and not self._spillable:
+            if full and not self._spillable and not self.inline:
                 self._wait_for_room()
+        if self.inline:
+            self._run_inline()
 
     def _wait_for_room(self) -> None:
         """Backpressure: wait (lock held by the caller) until the worker has taken enough off the queue."""
@@ -175,10 +178,12 @@ class Delivery:
     def wait_open(self, timeout: float) -> bool:
         """Wait until the sink is open or a first attempt to open it failed; whether it is open."""
         deadline = time.monotonic() + timeout
+        if self.inline:
+            self._run_inline()
         with self._cond:
             if self._thread is None or self._stop:
                 self._start()
-            while not self._outage.open_attempts and (left := deadline - time.monotonic()) > 0:
+            while not self._outage.open_attempts and not self.inline and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
             return self._outage.opened
 
@@ -217,6 +222,8 @@ class Delivery:
         """
         started = time.monotonic()
         deadline = started + timeout
+        if self.inline:
+            return self._drain_inline()
         with self._cond:
             if self._has_work() and (self._thread is None or self._stop):
                 self._start()
@@ -230,11 +237,25 @@ class Delivery:
                     while (self._has_work() or self._inflight) and (left := deadline - time.monotonic()) > 0:
                         if self._outage.unreached(attempts) or interrupted.is_set():
                             break  # never reached, and not now either; or a Ctrl-C: keep everything on disk
+                        if self._has_work():
+                            self._ensure_worker()  # a thread check may have stopped it
                         self._cond.wait(min(left, 0.25))
                         said = self._say_progress(started, said, timeout)
                 finally:
                     self._waiters -= 1
                     self._hurry = False
+            return self._report()
+
+    def _drain_inline(self) -> DeliveryReport:
+        """:meth:`drain` for an inline delivery: one more attempt now, on this thread, whatever the backoff."""
+        with self._cond:
+            self._hurry = True
+        try:
+            self._run_inline()
+        finally:
+            with self._cond:
+                self._hurry = False
+        with self._cond:
             return self._report()
 
     def close(self, timeout: float) -> DeliveryReport:
@@ -275,133 +296,17 @@ class Delivery:
             with contextlib.suppress(OSError, ValueError):  # stderr closed: nothing else to tell
                 print(f"tracklight: {report}", file=sys.stderr, flush=True)
 
-    # ---- the worker -------------------------------------------------------------------------------
-
-    def _start(self) -> None:
-        self._stop = False
-        self._generation += 1
-        self._thread = threading.Thread(
-            target=self._run, args=(self._generation,), name="tracklight-delivery", daemon=True
-        )
-        self._thread.start()
-        self._track()
-
-    def _track(self) -> None:
-        """Close at exit if needed; flushed several times a second, at exit and on SIGTERM, until ``close``."""
-        shutdown.track(self)
-        if self._spillable:  # what cannot be spilled has nothing to write at exit or on SIGTERM
-            _flushing.register(self)
-
-    def _has_work(self) -> bool:
-        return bool(self._pending) or self._spill.pending
-
-    def _stalled(self, now: float) -> bool:
-        """The backend is failing, or the request under way has been stuck for ``STUCK_AFTER`` seconds (a slow
-        backend that keeps taking batches is not stalled: its backlog waits in memory, in order)."""
-        stuck = self._busy_since is not None and now - self._busy_since >= STUCK_AFTER
-        return self._outage.failing or stuck
-
-    def _run(self, generation: int) -> None:
-        while True:
-            with self._cond:
-                action = self._next_action(generation)
-                if action is None:
-                    if self._thread is threading.current_thread():
-                        self._thread = None
-                    self._cond.notify_all()
-                    return
-            kind, payload = action
-            try:
-                if kind == "open":
-                    self.sink.open()
-                elif kind == "replay":
-                    start, end, epoch = payload
-                    self._sender.replay(start, end, epoch, lambda: not self._stop and generation == self._generation)
-                else:
-                    self._sender.deliver(payload)
-            except Exception as error:
-                self._failed(generation, kind, error)
-            else:
-                self._succeeded(generation, kind)
-
-    def _next_action(self, generation: int) -> tuple[str, Any] | None:
-        idle_since = time.monotonic()
-        while True:
-            if self._stop or generation != self._generation:
-                return None
-            now = time.monotonic()
-            if not self._has_work() and self._outage.open_attempts:
-                # Nothing to send (and the sink was opened, or tried): an idle worker ends after a while and
-                # the next put starts another.
-                if now - idle_since >= 30.0:
-                    return None
-                self._cond.wait(30.0)
-                continue
-            if now < self._outage.next_attempt and not self._hurry:
-                self._cond.wait(self._outage.next_attempt - now)
-                continue
-            if not self._outage.opened:
-                action: tuple[str, Any] = ("open", None)
-            elif self._spill.pending:
-                action = ("replay", (*self._spill.pending_range(), self._spill.epoch))
-            elif (
-                self._hurry
-                or self._outage.failing
-                or len(self._pending) >= self.sink.max_items
-                or now - self._first_pending >= self._linger
-            ):
-                taken = batch_size(self._pending, self.sink.limits, self.sink.max_items, self.sink.max_bytes)
-                self._inflight = [self._pending.popleft() for _ in range(taken)]
-                self._weight -= _weigh(self._inflight)
-                if self._room_waiters:
-                    self._cond.notify_all()
-                action = ("send", self._inflight)
-            else:
-                self._cond.wait(self._first_pending + self._linger - now)
-                continue
-            if action[0] != "open":
-                self._busy_since = now
-            if self._outage.failing:
-                self._hurry = False  # one quick retry per drain(), then the normal backoff
-            return action
-
-    def _succeeded(self, generation: int, kind: str) -> None:
-        with self._cond:
-            if generation != self._generation:
-                return
-            self._busy_since = None
-            if kind == "open":
-                with contextlib.suppress(OSError):  # the header in memory has the target; a moved file takes it
-                    self._spill.append_target(self.sink.target())
-            elif kind == "send":
-                self._inflight = []
-            self._outage.ended(opening=kind == "open")
-            self._cond.notify_all()
-
-    def _failed(self, generation: int, kind: str, error: Exception) -> None:
-        with self._cond:
-            if generation != self._generation:
-                return  # close() kept this worker's batch already
-            self._busy_since = None
-            if kind == "send":
-                self._pending.extendleft(reversed(self._inflight))
-                self._weight += _weigh(self._inflight)
-                self._inflight = []
-            first = self._outage.failed(error, waited_for=self._waiters > 0, opening=kind == "open")
-            if time.monotonic() - (self._outage.since or 0.0) >= self._spill_after and self._spillable:
-                self._spill_pending()
-            message = self._outage.message(self.sink.describe(), self._spill.path)
-        if first:
-            warnings.warn(message, TracklightWarning, stacklevel=2)
-        with self._cond:  # only now: whoever waits for this attempt also sees its warning
-            self._cond.notify_all()
-
     # ---- internals ----------------------------------------------------------------------------------
 
-    def _spill_pending(self, force: bool = False) -> None:
-        if self._keeper.keep(self._pending, force):
-            self._weight = 0
-            self._cond.notify_all()
+    def _track(self) -> None:
+        """Close at exit if needed; flushed several times a second, at exit and on SIGTERM, while a worker runs."""
+        shutdown.track(self)
+        if self._spillable and not self.inline:  # what cannot be spilled has nothing to write at exit or on SIGTERM
+            _flushing.register(self)
+
+    def _untrack_flushing(self) -> None:
+        # Without waiting for the flusher, which may be waiting for this delivery's lock, held here.
+        _flushing.unregister(self, wait=False)
 
     def _say_progress(self, started: float, said: float, timeout: float) -> float:
         """Every ``PROGRESS_AFTER`` seconds of a long wait, say on stderr how much is left; when it last spoke."""
@@ -448,7 +353,3 @@ class Delivery:
             lost=Counter(self._keeper.disk.lost),
             lost_reason=self._keeper.disk.reason,
         )
-
-
-def _weigh(items: Iterable[Item]) -> int:
-    return sum(item.get(WEIGHT, 1) for item in items)

@@ -37,7 +37,7 @@ _late_writers: weakref.WeakSet[Any] = weakref.WeakSet()
 _resting: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 _wake = threading.Event()
-_thread: threading.Thread | None = None
+_thread: _FlushThread | None = None
 _thread_pid: int | None = None
 _atexit_installed = False
 _exiting = False
@@ -120,19 +120,24 @@ def register(writer: Flushable, late: bool = False) -> None:
             _late_writers.update(_resting)
             _resting.clear()
         if _thread is None or _thread_pid != os.getpid() or not _thread.is_alive():
-            _thread = threading.Thread(target=_run, name="tracklight-flush", daemon=True)
+            _thread = _FlushThread()
             _thread_pid = os.getpid()
             _thread.start()
         _install_exit_hooks()
 
 
-def unregister(writer: Flushable) -> None:
-    """Stop flushing ``writer``; the flushing thread ends with the last writer (``register`` starts another)."""
+def unregister(writer: Flushable, wait: bool = True) -> None:
+    """Stop flushing ``writer``; the flushing thread ends with the last writer (``register`` starts another).
+
+    With ``wait=False`` that thread ends on its own within ``FLUSH_INTERVAL``: for a caller holding a lock that
+    the writer's ``flush`` takes.
+    """
     with _lock:
         _writers.discard(writer)
         _late_writers.discard(writer)
         _resting.discard(writer)
-    _end_thread_if_idle()
+    if wait:
+        _end_thread_if_idle()
 
 
 def rest(writer: Flushable) -> None:
@@ -214,16 +219,35 @@ def _flush_at_exit() -> None:
     flush_all()
 
 
+class _FlushThread(threading.Thread):
+    """The flushing thread (``tracklight-flush``, a daemon). It ends with the last writer; :meth:`stop` ends it
+    at once (a test suite's thread check, such as Lightning's, stops the daemon threads a test left behind)."""
+
+    def __init__(self) -> None:
+        super().__init__(target=_run, name="tracklight-flush", daemon=True)
+
+    def stop(self) -> None:
+        """End this thread; writers still registered are flushed at exit and when the next writer registers."""
+        global _thread
+        with _lock:
+            if _thread is self:
+                _thread = None
+        _wake.set()
+        if self is not threading.current_thread():
+            self.join(timeout=1.0)
+
+
 def _run() -> None:
     global _thread
     while True:
         _wake.wait(FLUSH_INTERVAL)
         with _lock:
             _wake.clear()
+            if _thread is not threading.current_thread():
+                return  # stopped, or replaced in a forked child
             # Nothing left to flush (or the exit's last flush ran): no tracklight thread outlives the last writer.
             if _exiting or not (_writers or _late_writers):
-                if _thread is threading.current_thread():
-                    _thread = None
+                _thread = None
                 return
         # A flush that fails here is retried on the next tick and reported by the writer's own flush().
         flush_all(force=False)

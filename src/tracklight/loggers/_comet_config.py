@@ -119,12 +119,15 @@ def import_comet(offline: bool) -> ModuleType:
     return require("comet_ml", "comet")
 
 
-def decide_online(comet_ml: ModuleType, settings: CometSettings) -> bool:
-    """Online or offline, once Comet's config (files and environment) can be read."""
+def decide_online(comet_ml: ModuleType, settings: CometSettings) -> bool | None:
+    """Online or offline, once Comet's config (files and environment) can be read; ``None`` leaves the choice to
+    Comet, as Lightning does, for a ``comet_ml`` without that config (a test suite's stub)."""
     if offline_before_import(settings):
         return False
     if settings.online is not None:
         return settings.online
+    if not _has_config(comet_ml):
+        return None
     config = comet_ml.get_config()
     configured = config.get_bool(None, "comet.start.online", default=None, not_set_value=None)
     if configured is not None:
@@ -140,20 +143,20 @@ def decide_online(comet_ml: ModuleType, settings: CometSettings) -> bool:
     return True
 
 
-def offline_directory(comet_ml: ModuleType, settings: CometSettings, online: bool) -> str | None:
+def offline_directory(comet_ml: ModuleType, settings: CometSettings, online: bool | None) -> str | None:
     """Where offline archives go: the directory given, else Comet's (``COMET_OFFLINE_DIRECTORY``, ``.cometml-runs``).
 
     Online, only a directory given explicitly counts (Comet uses it when it falls back to offline).
     """
     directory = settings.offline_directory
-    if directory is None and not online:
+    if directory is None and online is False and _has_config(comet_ml):
         directory = comet_ml.get_config().get_string(None, "comet.offline_directory")
     return None if directory is None else os.path.abspath(os.path.expanduser(directory))
 
 
-def experiment_config_kwargs(settings: CometSettings, online: bool) -> dict[str, Any]:
+def experiment_config_kwargs(settings: CometSettings, online: bool | None) -> dict[str, Any]:
     kwargs = dict(settings.config_kwargs)
-    if not online:
+    if online is False:
         # Comet finds the host's IP by opening a socket towards its server, which resolves its name.
         kwargs.setdefault("log_env_host", False)
     return kwargs
@@ -172,6 +175,13 @@ def experiment_config(comet_ml: ModuleType, kwargs: dict[str, Any]) -> Any:
             f"CometLogger got keyword argument(s) {unknown or list(kwargs)} that comet_ml.ExperimentConfig does "
             f"not take ({err}). Extra keywords go to ExperimentConfig, which takes: {', '.join(known)}."
         ) from err
+
+
+def _has_config(comet_ml: ModuleType) -> bool:
+    """Whether ``comet_ml`` can read its config (``get_config``, ``config.get_api_key``): a stub may not."""
+    return callable(getattr(comet_ml, "get_config", None)) and callable(
+        getattr(getattr(comet_ml, "config", None), "get_api_key", None)
+    )
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ class CometSink(SdkSink):
     else, ``item["call"](experiment)`` to :attr:`experiment`, which the logger sets whenever it starts or
     continues the experiment."""
 
+    sdk = "comet_ml"
     limits = {"row": 100, "hyperparameter": 100}
 
     def __init__(self) -> None:

@@ -13,13 +13,14 @@ import math
 import mimetypes
 import os
 import posixpath
+import sys
 from typing import Any
 
 from tracklight._errors import TracklightError
-from tracklight._imports import require
+from tracklight._imports import is_mock, is_stubbed, require
 from tracklight.delivery.spill import Item
 
-__all__ = ["LOCAL_ID_TAG", "REQUEST_TIMEOUT", "Backend", "connect", "mlflow_module", "upload"]
+__all__ = ["LOCAL_ID_TAG", "REQUEST_TIMEOUT", "Backend", "client_is_mocked", "connect", "mlflow_module", "upload"]
 
 #: Seconds one HTTP request may take (connecting, and between bytes of the answer).
 REQUEST_TIMEOUT = 15.0
@@ -34,10 +35,17 @@ def mlflow_module(name: str) -> Any:
     return require(f"mlflow.{name}", "mlflow")
 
 
-def connect(uri: str) -> Backend:
-    """The backend for a tracking URI."""
+def client_is_mocked() -> bool:
+    """Whether MLflow is a test suite's stand-in (a stub ``mlflow``, or a mocked ``MlflowClient`` in an
+    ``mlflow.tracking`` imported already), told without importing MLflow."""
+    tracking = sys.modules.get("mlflow.tracking")
+    return is_stubbed("mlflow") or is_mock(getattr(tracking, "MlflowClient", None))
+
+
+def connect(uri: str, synchronous: bool | None = None) -> Backend:
+    """The backend for a tracking URI; ``synchronous`` is passed to ``MlflowClient.log_batch`` when given."""
     scheme = uri.partition(":")[0].lower()
-    return _RestBackend(uri) if scheme in ("http", "https") else _ClientBackend(uri)
+    return _RestBackend(uri) if scheme in ("http", "https") else _ClientBackend(uri, synchronous)
 
 
 class _RestBackend:
@@ -137,10 +145,16 @@ class _RestBackend:
 
 
 class _ClientBackend:
-    """An ``MlflowClient`` for every non-HTTP tracking URI (an ``sqlite:///`` file opened in this process)."""
+    """An ``MlflowClient`` for every non-HTTP tracking URI (an ``sqlite:///`` file opened in this process).
 
-    def __init__(self, uri: str) -> None:
+    The client is called as Lightning's logger calls it (keywords; ``synchronous`` only when the user gave it), so
+    a suite that mocks ``MlflowClient`` sees the calls it expects; nothing beyond the client and ``entities`` is
+    needed from a stubbed ``mlflow``.
+    """
+
+    def __init__(self, uri: str, synchronous: bool | None = None) -> None:
         self.uri = uri
+        self._synchronous = synchronous
         self._client: Any = None
 
     @property
@@ -152,15 +166,13 @@ class _ClientBackend:
         return self._client
 
     def experiment_id(self, name: str, artifact_location: str | None) -> str:
-        MlflowException = mlflow_module("exceptions").MlflowException
-
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return _active(experiment.experiment_id, experiment.lifecycle_stage, name)
         try:
-            return str(self.client.create_experiment(name, artifact_location=artifact_location))
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            return str(self.client.create_experiment(name=name, artifact_location=artifact_location))
+        except Exception as error:  # an MlflowException, told by its code (a stubbed mlflow has no exceptions)
+            if getattr(error, "error_code", None) != "RESOURCE_ALREADY_EXISTS":  # another process created it
                 raise
             return str(self.client.get_experiment_by_name(name).experiment_id)
 
@@ -169,7 +181,7 @@ class _ClientBackend:
     ) -> tuple[str, str]:
         if run_name is None and "mlflow.runName" not in tags:
             run_name = _run_name()
-        run = self.client.create_run(experiment_id, start_time=start_time, tags=tags, run_name=run_name)
+        run = self.client.create_run(experiment_id=experiment_id, start_time=start_time, tags=tags, run_name=run_name)
         return run.info.run_id, run.info.artifact_uri
 
     def find_run(self, experiment_id: str, local_id: str) -> str | None:
@@ -187,15 +199,21 @@ class _ClientBackend:
 
     def log_batch(self, run_id: str, metrics: list[Item], params: list[Item], tags: list[Item]) -> None:
         entities = mlflow_module("entities")
-        Metric, Param, RunTag = entities.Metric, entities.Param, entities.RunTag
-
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(m["key"], float(m["value"]), int(m["timestamp"]), int(m["step"])) for m in metrics],
-            params=[Param(p["key"], p["value"]) for p in params],
-            tags=[RunTag(t["key"], str(t["value"])) for t in tags],
-            synchronous=True,
-        )
+        batch: dict[str, Any] = {}
+        if metrics:
+            batch["metrics"] = [
+                entities.Metric(
+                    key=m["key"], value=float(m["value"]), timestamp=int(m["timestamp"]), step=int(m["step"])
+                )
+                for m in metrics
+            ]
+        if params:
+            batch["params"] = [entities.Param(key=p["key"], value=p["value"]) for p in params]
+        if tags:
+            batch["tags"] = [entities.RunTag(key=t["key"], value=str(t["value"])) for t in tags]
+        if self._synchronous is not None:
+            batch["synchronous"] = self._synchronous
+        self.client.log_batch(run_id=run_id, **batch)
 
     def update_run(self, run_id: str, status: str, end_time: int | None) -> None:
         if status == "RUNNING":
@@ -275,7 +293,10 @@ def _run_name() -> str | None:
     sequence at an unpredictable moment. ``None`` (MLflow names the run) if MLflow's word lists are not there."""
     import random
 
-    name_utils = mlflow_module("utils.name_utils")
+    try:
+        name_utils = mlflow_module("utils.name_utils")
+    except ImportError:  # a stubbed mlflow without it
+        return None
 
     predicates, nouns = (getattr(name_utils, name, None) for name in ("_GENERATOR_PREDICATES", "_GENERATOR_NOUNS"))
     if not (isinstance(predicates, list | tuple) and predicates and isinstance(nouns, list | tuple) and nouns):

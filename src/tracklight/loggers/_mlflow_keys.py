@@ -72,11 +72,18 @@ class KeyMap:
                 stacklevel=5,
             )
         elif mapped != key:
+            # A metric key's warning starts with Lightning's own sentence, so a `match=` written for it holds.
+            lightning = (
+                f"MLFlow only allows '_', '/', '.' and ' ' special characters in metric name. Replacing {key} with "
+                f"{mapped}. "
+                if self._what == "metric"
+                else ""
+            )
             warnings.warn(
-                f"MLFlowLogger: MLflow only allows '_', '-', '.', '/' and ' ' as special characters in metric names "
-                f"and other keys, so the {self._what} key {key!r} is logged as {mapped!r} (other characters are "
-                "removed, as Lightning's MLFlowLogger removes them; empty, '.' or '..' parts between slashes become "
-                "'_'; at most 250 characters).",
+                f"{lightning}MLFlowLogger: MLflow only allows '_', '-', '.', '/' and ' ' as special characters in "
+                f"metric names and other keys, so the {self._what} key {key!r} is logged as {mapped!r} (other "
+                "characters are removed, as Lightning's MLFlowLogger removes them; empty, '.' or '..' parts between "
+                "slashes become '_'; at most 250 characters).",
                 KeyRenamedWarning,
                 stacklevel=5,
             )

@@ -87,8 +87,10 @@ class MlflowSink:
         find_existing: bool = False,
         before_open: Callable[[str], None] | None = None,
         resume_state: ResumeState | None = None,
+        synchronous: bool | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self.synchronous = synchronous
         self.experiment_name = experiment_name
         self.run_id = run_id
         self.run_name = run_name
@@ -191,7 +193,7 @@ class MlflowSink:
 
     def _connect(self) -> Backend:
         if self._backend is None:
-            self._backend = connect(self.tracking_uri)
+            self._backend = connect(self.tracking_uri, self.synchronous)
         return self._backend
 
     def _create_run(self, backend: Backend) -> None:
@@ -213,7 +215,10 @@ class MlflowSink:
 
     def _new_params(self, params: list[Item]) -> list[Item]:
         """Params MLflow does not have yet. MLflow refuses a changed value, so the first one is kept."""
-        limit = mlflow_module("utils.validation").MAX_PARAM_VAL_LENGTH
+        try:
+            limit = mlflow_module("utils.validation").MAX_PARAM_VAL_LENGTH
+        except ImportError:  # a stubbed mlflow without it
+            limit = None
         limit = limit if isinstance(limit, int) else 6000  # a stubbed mlflow: MLflow's own limit
         fresh: dict[str, Item] = {}
         for param in params:

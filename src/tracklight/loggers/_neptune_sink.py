@@ -31,6 +31,7 @@ class NeptuneSink(SdkSink):
     (uploads and removals for a ``ModelCheckpoint``) and ``call`` (``item["call"](run)``).
     """
 
+    sdk = "neptune"
     limits = {"row": 100, "hyperparameter": 100}
 
     def __init__(self, owner: str = "NeptuneLogger") -> None:

@@ -12,8 +12,9 @@ and the SDK's own exit in step:
   (:meth:`SdkDelivery.finish`); the run itself stays open, as with Lightning's loggers.
 
 An SDK object that is a ``unittest.mock`` object (a test suite stubbed the SDK, as Lightning's own tests
-do) gets each item before the logging call returns, so the suite's ``assert_called_with`` right after
-``log_metrics`` holds as it does with Lightning's loggers; a mock does no I/O, so the worker gains nothing.
+do) gets each item on the calling thread before the logging call returns, with no worker thread, so the
+suite's ``assert_called_with`` right after ``log_metrics`` holds as it does with Lightning's loggers, and its
+thread checks find nothing left behind; a mock does no I/O, so a worker would gain nothing.
 
 Each backend's sink (``_wandb_sink``, ``_comet_sink``, ``_neptune_sink``) subclasses :class:`SdkSink` and
 says how one item is handed to its SDK.
@@ -28,7 +29,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tracklight._errors import warn
-from tracklight._imports import is_mock
+from tracklight._imports import is_mock, is_stubbed
 from tracklight.delivery.batch import ItemFailed
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class SdkSink:
     """
 
     factory = ""  # nothing is spilled, so nothing is replayed
+    sdk = ""  # the SDK's package (``wandb``...): a stub of it in ``sys.modules`` is called on the calling thread
     spillable = False
     limits: dict[str, int] = {}
     max_items = 100
@@ -109,14 +111,11 @@ class SdkDelivery:
         self.timeout = timeout
         self.sync_hint = sync_hint
         self.report: DeliveryReport | None = None
-        self.synchronous = False
         spill = os.path.join(directory, f"{owner.lower()}-delivery.jsonl")
         self._delivery: Delivery = Delivery(sink, spill, max_pending=MAX_PENDING, linger=LINGER)
 
     def put(self, item: dict[str, Any], weight: int = 1) -> None:
         self._delivery.put(item, weight)
-        if self.synchronous:
-            self.wait()
 
     @property
     def backlog(self) -> int:
@@ -125,8 +124,8 @@ class SdkDelivery:
 
     def attached(self, sdk_object: Any) -> None:
         """The logger just made ``sdk_object``: deliver what is queued before the SDK's exit hook ends it, and, when
-        it is a mock, hand each item to it before :meth:`put` returns."""
-        self.synchronous = is_mock(sdk_object)
+        it is a mock (or the SDK a stub), hand each item to it on the calling thread before :meth:`put` returns."""
+        self._delivery.inline = is_mock(sdk_object) or is_stubbed(self.sink.sdk)
         self._delivery.close_before_exit()
 
     def wait(self) -> None:

@@ -96,7 +96,7 @@ class WandbMediaLogger(Logger):
         """
         if dataframe is not None:
             wandb = require("wandb", "wandb")
-            self._log_media(key, wandb.Table(dataframe=dataframe), step)
+            self._log_media(key, wandb.Table(columns=columns, data=data, dataframe=dataframe), step)
             return
         self._write_table(key, media.to_table(columns, [] if data is None and columns else data), step)
 

@@ -28,6 +28,7 @@ class WandbSink(SdkSink):
     the run that is current when they are handed over.
     """
 
+    sdk = "wandb"
     limits = {"row": 100, "hyperparameter": 100}
 
     def __init__(self) -> None:

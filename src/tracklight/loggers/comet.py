@@ -156,7 +156,8 @@ class CometLogger(Logger):
         experiment = self._experiment = self._start()
         if self._remote is None:
             directory = self._offline_directory or os.path.join(tempfile.gettempdir(), "tracklight-comet")
-            hint = f"comet upload {self._offline_directory}/{self._experiment_key}-*.zip" if not self._online else ""
+            offline = self._online is False
+            hint = f"comet upload {self._offline_directory}/{self._experiment_key}-*.zip" if offline else ""
             self._remote = SdkDelivery(
                 type(self).__name__, CometSink(), os.path.join(directory, "tracklight"), self._delivery_timeout, hint
             )
@@ -167,11 +168,11 @@ class CometLogger(Logger):
         return experiment
 
     def _start(self) -> Any:
-        comet_ml = comet_config.import_comet(offline=not self._online)
+        comet_ml = comet_config.import_comet(offline=self._online is False)
         resumed, self._resume.state = self._resume.state, None  # once: an experiment ended later is just continued
         mode = "get" if self._ended or resumed is not None else self._settings.mode
         config = comet_config.experiment_config(comet_ml, self._config_kwargs)
-        probes = comet_config.no_network_probes(comet_ml) if not self._online else contextlib.nullcontext()
+        probes = comet_config.no_network_probes(comet_ml) if self._online is False else contextlib.nullcontext()
         with probes:
             experiment = comet_ml.start(
                 api_key=self._settings.api_key,
@@ -184,7 +185,7 @@ class CometLogger(Logger):
             )
         self._experiment_key = experiment.get_key()
         self._project = getattr(experiment, "project_name", None) or self._project
-        if not self._online and getattr(experiment, "offline_directory", None):
+        if self._online is False and getattr(experiment, "offline_directory", None):
             self._offline_directory = os.path.abspath(experiment.offline_directory)  # Comet may fall back to a tmp dir
         if not self._ended and resumed is None:
             experiment.log_other("Created from", CREATED_FROM)
@@ -212,8 +213,9 @@ class CometLogger(Logger):
         return self._offline_directory
 
     @property
-    def online(self) -> bool:
-        """Whether the experiment goes to the Comet server (``False``: an offline archive)."""
+    def online(self) -> bool | None:
+        """Whether the experiment goes to the Comet server (``False``: an offline archive; ``None``: Comet decides,
+        for a ``comet_ml`` stub without Comet's config)."""
         return self._online
 
     # ---- metrics and hyperparameters ---------------------------------------------------------------------

@@ -42,9 +42,10 @@ __all__ = ["MLFlowLogger", "mlflow_key"]
 
 LOCAL_FILE_URI_PREFIX = "file:"
 
-#: Seconds the first look at ``run_id``/``version`` (Lightning reads them at setup) waits for a tracking *server*
-#: to create the run, once MLflow is imported; after that the run is created in the background.
-RUN_WAIT = 2.0
+#: Seconds the first look at ``run_id``/``version``/``name`` (Lightning reads them at setup) waits, in all, for a
+#: tracking *server* to create the run, so that it takes at most 2 s (MLflow is imported when the logger is made);
+#: after that the run is created in the background.
+RUN_WAIT = 1.8
 
 
 class MLFlowLogger(Logger):
@@ -114,6 +115,10 @@ class MLFlowLogger(Logger):
                 "MLFlowLogger needs the 'mlflow' package. Install it with: pip install 'tracklight[mlflow]'"
             )
         check_log_model(log_model)
+        if global_rank() == 0:
+            # As Lightning's logger does, here rather than inside the first wait for the run: importing MLflow takes
+            # seconds, which would leave a tracking server almost none of RUN_WAIT.
+            mlflow_module("tracking")
         self._save_dir = save_dir
         self._local_dir = os.path.abspath(os.path.expanduser(save_dir or "./mlruns"))
         tracking_uri, self._embedded, artifact_location = resolve(tracking_uri, self._local_dir, artifact_location)
@@ -126,6 +131,7 @@ class MLFlowLogger(Logger):
         self._prefix = prefix
         self._artifact_location = artifact_location
         self._synchronous = bool(synchronous)
+        self._synchronous_argument = synchronous  # passed on to MlflowClient.log_batch when given, as Lightning does
         self._delivery_timeout = float(delivery_timeout)
         self._local_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._metric_keys = KeyMap("metric")
@@ -152,7 +158,9 @@ class MLFlowLogger(Logger):
 
             self.logger.experiment.log_dict(self.logger.run_id, {"a": 1}, "config.json")
         """
-        self._started()
+        delivery = self._started()
+        if delivery.inline:  # a stubbed MLflow: the run is made now, as Lightning's logger makes it here
+            delivery.wait_open(0)
         use_as_default(self._tracking_uri)  # as Lightning does here: the user's mlflow.* calls reach this store
         if self._client is None:
             self._client = mlflow_module("tracking").MlflowClient(self._tracking_uri)
@@ -360,6 +368,7 @@ class MLFlowLogger(Logger):
     def _start(self) -> Delivery:
         if self._delivery is None:
             from tracklight.delivery import Delivery
+            from tracklight.loggers._mlflow_backends import client_is_mocked
             from tracklight.loggers._mlflow_resume import continued
             from tracklight.loggers._mlflow_sink import MlflowSink
 
@@ -386,12 +395,13 @@ class MLFlowLogger(Logger):
                 find_existing=resumed is not None and self._run_id is None,
                 before_open=use_as_default,
                 resume_state=self._resume if resumed is not None else None,
+                synchronous=self._synchronous_argument,
             )
             spill = os.path.join(self._local_dir, "tracklight-spill", f"mlflow-{self._local_id}.jsonl")
             if resumed is not None:
                 resumed.announce_spill(spill, sink.describe())
             self._sink = sink
-            self._delivery = Delivery(sink, spill)
+            self._delivery = Delivery(sink, spill, inline=client_is_mocked())
             if resumed is not None:
                 self._delivery.put(resumed.tag())
         return self._delivery
@@ -410,10 +420,8 @@ class MLFlowLogger(Logger):
     def _wait_once(self, delivery: Delivery, sink: MlflowSink) -> None:
         if not self._waited_for_run:
             self._waited_for_run = True
-            delivery.wait_open(0)  # starts the worker, which imports MLflow and opens the sink
-            # MLflow is imported first (seconds, once); then a tracking server gets RUN_WAIT seconds to create the
-            # run, so one that accepts connections and never answers holds nobody. A local store gets its time.
-            sink.connecting.wait(self._delivery_timeout)
+            # A tracking server gets RUN_WAIT seconds in all to create the run, so one that accepts connections and
+            # never answers holds nobody. A local store gets its time (it may be migrating its tables).
             remote = self._tracking_uri.partition(":")[0].lower() in ("http", "https")
             delivery.wait_open(min(RUN_WAIT, self._delivery_timeout) if remote else self._delivery_timeout)
 

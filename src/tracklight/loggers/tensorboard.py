@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklight import media
-from tracklight._errors import InvalidMetricError, MissingDependencyError
+from tracklight._errors import InvalidMetricError, MissingDependencyError, warn
 from tracklight._fs import leaves_its_folder
 from tracklight._imports import is_available, is_instance_by_name, require
 from tracklight._metrics import are_plain, check_step, to_number
@@ -122,7 +122,7 @@ class TensorBoardLogger(VersionedDirLogger):
         if not are_plain(values):
             if any(isinstance(value, Mapping) for value in values):
                 metrics = self._log_scalar_dicts(metrics, step)
-            values = [to_number(key, value) for key, value in metrics.items()]
+            values = [_number(key, value) for key, value in metrics.items()]
         if not values:
             return
         # The same keys step after step is the common case: their tags are laid out once, per key set.
@@ -174,30 +174,38 @@ class TensorBoardLogger(VersionedDirLogger):
         """
         if not self._log_graph:
             return
-        import warnings
-
         if input_array is None:
             input_array = getattr(model, "example_input_array", None)
         model = _unwrap_model(model)
+        # Each message starts with Lightning's own sentence, so a `match=` written for Lightning's logger holds.
         if input_array is None:
-            warnings.warn(
-                "Could not log the model graph to TensorBoard: set `model.example_input_array` or pass "
-                "`input_array` to log_graph.",
-                stacklevel=2,
+            warn(
+                "Could not log computational graph to TensorBoard: The `model.example_input_array` attribute is not "
+                "set or `input_array` was not given. Fix: set `model.example_input_array` to an input of the "
+                "model's `forward()` (a tensor, or a tuple of its positional arguments), or pass `input_array` to "
+                "log_graph."
             )
             return
         if not (isinstance(input_array, tuple) or is_instance_by_name(input_array, "torch.Tensor")):
-            warnings.warn(
-                f"Could not log the model graph to TensorBoard: the input is a {type(input_array).__name__}, which "
-                "cannot be traced. Make `example_input_array` (or `input_array`) a tensor, or a tuple of the "
-                "positional arguments of the model's `forward()`.",
-                stacklevel=2,
+            warn(
+                "Could not log computational graph to TensorBoard: The `input_array` or `model.example_input_array` "
+                f"has type {type(input_array)} which can't be traced by TensorBoard. Make the input array a tuple "
+                "representing the positional arguments to the model's `forward()` implementation (or one tensor)."
             )
             return
         if hasattr(model, "_apply_batch_transfer_handler"):  # a LightningModule: move the input like a batch
             input_array = model._apply_batch_transfer_handler(model._on_before_batch_transfer(input_array))
-        with _tracing(model):
-            self.experiment.add_graph(model, input_array)
+        try:
+            with _tracing(model), _quiet_stdout():
+                self.experiment.add_graph(model, input_array)
+        except Exception as error:  # the graph is a nicety: a model the tracer cannot follow still trains
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
+            warn(
+                f"Could not log computational graph to TensorBoard: tracing {type(model).__name__}.forward() with "
+                f"the example input failed ({_shorten(reason)}). Training goes on without the graph. Fix: make "
+                "`forward()` traceable by torch.jit.trace (tensors, or tuples, lists or dicts of tensors, in and "
+                "out), or make the logger with log_graph=False."
+            )
 
     @rank_zero_only
     def save(self) -> None:
@@ -319,7 +327,7 @@ class TensorBoardLogger(VersionedDirLogger):
                 continue
             tag = self._tag(key)
             for sub_key, sub_value in value.items():
-                number = to_number(f"{key}/{sub_key}", sub_value)
+                number = _number(f"{key}/{sub_key}", sub_value)
                 self._event_file(_sub_run(tag, key, sub_key)).add_scalars(step, [(tag, number)])
         return rest
 
@@ -396,3 +404,33 @@ def _tracing(model: Any) -> Iterator[None]:
         yield
     finally:
         setattr(owner, "_jit_is_scripting", before)  # noqa: B010
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """SummaryWriter.add_graph prints "Error occurs, No graph saved" on stdout when tracing fails; the warning
+    says it better. What it prints otherwise is passed on."""
+    import io
+    import sys
+
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        yield
+    if captured.getvalue():
+        sys.stdout.write(captured.getvalue())
+
+
+def _number(key: str, value: Any) -> float | int:
+    """``to_number``, whose error starts with the sentence of Lightning's TensorBoardLogger (a ``ValueError`` too),
+    so a ``match=`` written for it holds."""
+    try:
+        return to_number(key, value)
+    except InvalidMetricError as error:
+        raise InvalidMetricError(
+            f"you tried to log {_shorten(str(value))} which is currently not supported. Try a dict or a "
+            f"scalar/tensor. {error}"
+        ) from error
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -199,7 +199,7 @@ class WandbLogger(WandbMediaLogger):
             if run is not None:
                 # finished by wandb.finish() or the user: resume it rather than fail on the next log
                 self._id = self._wandb_init["id"] = run.id
-                self._project = self._wandb_init["project"] = run.project
+                self._project = self._wandb_init["project"] = getattr(run, "project", self._project)
             run = self._experiment = self._open_run()
         if self._remote is None:
             sync = f"wandb sync {run_folder(run)}" if self._is_offline() and run_folder(run) else ""
@@ -240,11 +240,12 @@ class WandbLogger(WandbMediaLogger):
         run = init_run(wandb, arguments, self._resume)
         self._id = run.id
         self._wandb_init["id"] = run.id  # a run finished by finalize is resumed, not replaced
-        if self._wandb_init.get("sync_tensorboard"):
-            run.define_metric("*", step_metric="global_step")
-        else:
-            run.define_metric(self.STEP_METRIC)
-            run.define_metric("*", step_metric=self.STEP_METRIC, step_sync=True)
+        define_metric = getattr(run, "define_metric", None)  # a stubbed run may lack it: Lightning checks too
+        if define_metric is not None and self._wandb_init.get("sync_tensorboard"):
+            define_metric("*", step_metric="global_step")
+        elif define_metric is not None:
+            define_metric(self.STEP_METRIC)
+            define_metric("*", step_metric=self.STEP_METRIC, step_sync=True)
         return run
 
     def _init_arguments(self) -> dict[str, Any]:
@@ -450,7 +451,7 @@ class WandbLogger(WandbMediaLogger):
         if run is not None:
             state["_id"] = run.id
             state["_name"] = run.name
-            state["_wandb_init"].update(id=run.id, project=run.project)
+            state["_wandb_init"].update(id=run.id, project=getattr(run, "project", self._project))  # a stub may lack it
             state["_attach_id"] = getattr(run, "_attach_id", None)
         state.update(_experiment=None, _remote=None, _checkpoint_callbacks={})
         return state
