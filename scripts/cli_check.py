@@ -121,7 +121,7 @@ def check(python: Path, root: Path) -> int:
         ("sqlite:///moved.db", "mlflow"),
         ("wandb:moved", "wandb"),
     ):
-        cli("export", refs["csv"], "--to", target, refused=f"pip install 'tracklight[{extra}]'")
+        cli("export", refs["csv"], "--to", target, refused=f"[{extra}]")  # the install command names the extra
     uri = "sqlite:///mlflow/mlflow.db"  # relative, as the demo prints it for `mlflow ui`
     cli("ls", uri)
     cli("show", uri)

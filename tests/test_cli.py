@@ -18,6 +18,7 @@ import tomllib
 sys.path.insert(0, str(Path(__file__).parent))
 from _runs_written import written
 from tracklight import runs
+from tracklight._install import install_command
 from tracklight.cli import _plot, main
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.timeout(600)]
@@ -278,7 +279,7 @@ def test_bare_install_help_is_one_line_with_the_fix(
     status, out, err = run_cli(capsys, "--help")
     assert status == 1 and out == ""
     assert err.splitlines() == [
-        "error: the tracklight command needs click, which the 'cli' extra installs. Fix: pip install 'tracklight[cli]'"
+        "error: the tracklight command needs click, which the 'cli' extra installs. Fix: " + install_command("cli")
     ]
 
 
@@ -307,13 +308,13 @@ def test_export_to_a_target_whose_package_is_missing_is_refused_before_anything_
         result = _cli_without(hidden, "export", ref, "--to", target)
         assert result.returncode == 1 and result.stdout == "", result.stderr
         (line,) = result.stderr.splitlines()
-        assert line.startswith(f"error: {target}: exporting to ") and f"pip install 'tracklight[{extra}]'" in line
+        assert line.startswith(f"error: {target}: exporting to ") and install_command(extra) in line
         assert not (tmp_path / "out").exists()
     # event files need crc32c (the tensorboard extra's) or TensorBoard's copy of it; without both, refused
     result = _cli_without((*hidden, "crc32c"), "export", ref, "--to", f"tensorboard:{tmp_path / 'out'}")
     assert result.returncode == 1 and result.stdout == "" and not (tmp_path / "out").exists()
     (line,) = result.stderr.splitlines()
-    assert "needs the 'crc32c' package" in line and "pip install 'tracklight[tensorboard]'" in line
+    assert "needs the 'crc32c' package" in line and install_command("tensorboard") in line
     result = _cli_without(hidden, "export", ref, "--to", f"tensorboard:{tmp_path / 'tb'}")  # crc32c alone will do
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert runs.open(runs.find(tmp_path / "tb")[0].ref).metric_names() == runs.open(ref).metric_names()

@@ -11,12 +11,13 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from tracklight._imports import is_available
+    from tracklight._install import install_command
 
     missing = [module for module in ("click", "rich", "uniplot") if not is_available(module)]
     if missing:  # one line, not a chained traceback: a bare install has no command yet
         sys.stderr.write(
             f"error: the tracklight command needs {', '.join(missing)}, which the 'cli' extra installs. "
-            "Fix: pip install 'tracklight[cli]'\n"
+            f"Fix: {install_command('cli')}\n"
         )
         return 1
     from tracklight.cli._app import cli
