@@ -163,6 +163,7 @@ _NEEDS = {
 def _check_installed(to: str, kind: str) -> None:
     """Refuse a target whose package is missing before anything is read or written."""
     from tracklight._imports import is_available
+    from tracklight._install import install_command
 
     module, extra = _NEEDS.get(kind, (None, None))
     if kind == "tensorboard" and is_available("tensorboard"):
@@ -171,7 +172,7 @@ def _check_installed(to: str, kind: str) -> None:
         raise RunError(
             to,
             f"exporting to {kind} needs the {module!r} package, which is not installed. "
-            f"Fix: pip install 'tracklight[{extra}]'",
+            f"Fix: {install_command(str(extra))}",
         )
 
 
