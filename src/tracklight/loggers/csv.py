@@ -10,6 +10,7 @@ from typing import Any
 
 from tracklight._metrics import to_numbers
 from tracklight._rank import rank_zero_only
+from tracklight.formats.csv_resume import set_aside_rows_after
 from tracklight.formats.csv_table import CSVTable
 from tracklight.loggers._versioned import VersionedDirLogger
 from tracklight.loggers.logger import rank_zero_experiment
@@ -107,6 +108,10 @@ class CSVLogger(VersionedDirLogger):
         version: ``int`` for ``version_N``, ``str`` for a named directory, ``None`` for the next free one.
         prefix: Put at the start of every metric key, joined with ``-``.
         flush_logs_every_n_steps: Write buffered rows at least this often (and at least once a second).
+        continue_run: Continue the run of a state given to :meth:`load_state_dict` (which Lightning's Trainer
+            does when ``fit`` resumes from a checkpoint): the same ``version_N`` folder, with the rows the earlier
+            process wrote past that state's step moved to ``metrics.superseded.csv``. ``False``: always a new
+            version, as Lightning's ``CSVLogger`` does. See docs/resume.md.
 
     Example:
         >>> import tempfile
@@ -127,8 +132,10 @@ class CSVLogger(VersionedDirLogger):
         version: int | str | None = None,
         prefix: str = "",
         flush_logs_every_n_steps: int = 100,
+        *,
+        continue_run: bool = True,
     ) -> None:
-        super().__init__(save_dir, name, version)
+        super().__init__(save_dir, name, version, continue_run=continue_run)
         self._prefix = prefix
         self._flush_logs_every_n_steps = max(1, int(flush_logs_every_n_steps))
         self._experiment: CSVExperiment | None = None
@@ -141,13 +148,19 @@ class CSVLogger(VersionedDirLogger):
         if self._experiment is None:
             with _creating:
                 if self._experiment is None:
-                    self._experiment = CSVExperiment(self._local_dir())
+                    directory = self._local_dir()
+                    resuming, last_step = self._take_resume()
+                    if resuming:
+                        set_aside_rows_after(os.path.join(directory, CSVExperiment.NAME_METRICS_FILE), last_step)
+                    self._experiment = CSVExperiment(directory)
         return self._experiment
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         experiment = self.experiment
         experiment._add_row(to_numbers(metrics, self._prefix, self.LOGGER_JOIN_CHAR), step)
+        if step is not None and (self._last_step is None or step > self._last_step):
+            self._last_step = int(step)
         self._calls += 1
         if self._calls % self._flush_logs_every_n_steps == 0:
             self.save()  # through the logger, as in Lightning: a subclass that overrides save() sees it
@@ -169,6 +182,9 @@ class CSVLogger(VersionedDirLogger):
             self._experiment.table.rest()  # no thread left behind; the next row starts background writes again
             self._experiment.save(force=True)
         self._finish_remote()
+
+    def _writers_open(self) -> bool:
+        return self._experiment is not None
 
     def _state_for_pickle(self) -> dict[str, Any]:
         state = dict(self.__dict__)
