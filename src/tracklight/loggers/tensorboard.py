@@ -10,12 +10,12 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklight import media
-from tracklight._errors import InvalidMetricError, MissingDependencyError
+from tracklight._errors import InvalidMetricError, MissingDependencyError, warn
 from tracklight._fs import leaves_its_folder
 from tracklight._imports import is_available, is_instance_by_name, require
 from tracklight._metrics import are_plain, to_number
 from tracklight._rank import rank_zero_only
-from tracklight.formats.tfevents import EventFile, SummaryLayout
+from tracklight.formats.tfevents import EventFile, SummaryLayout, write_purge_file
 from tracklight.loggers._versioned import VersionedDirLogger
 from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import HparamsYaml, flatten, sanitize, warn_conversions
@@ -49,6 +49,10 @@ class TensorBoardLogger(VersionedDirLogger):
             tab shows them before any real metric is linked.
         prefix: Put at the start of every metric key, joined with ``-``.
         sub_dir: A sub-directory of the version directory to write into.
+        continue_run: Continue the run of a state given to :meth:`load_state_dict` (which Lightning's Trainer
+            does when ``fit`` resumes from a checkpoint): the same ``version_N`` folder, with a purge record that makes
+            TensorBoard drop what the earlier process logged past that state's step. ``False``: always a new
+            version, as Lightning's ``TensorBoardLogger`` does. See docs/resume.md.
         \**kwargs: Passed to ``SummaryWriter`` (for example ``flush_secs``, ``max_queue``).
 
     Example:
@@ -71,6 +75,7 @@ class TensorBoardLogger(VersionedDirLogger):
         default_hp_metric: bool = True,
         prefix: str = "",
         sub_dir: str | os.PathLike[str] | None = None,
+        continue_run: bool = True,
         **kwargs: Any,
     ) -> None:
         if not is_available("tensorboard"):
@@ -78,7 +83,7 @@ class TensorBoardLogger(VersionedDirLogger):
                 "TensorBoardLogger needs the 'tensorboard' package. "
                 "Install it with: pip install 'tracklight[tensorboard]'"
             )
-        super().__init__(save_dir, name, version, sub_dir)
+        super().__init__(save_dir, name, version, sub_dir, continue_run=continue_run)
         self._log_graph = log_graph
         self._default_hp_metric = default_hp_metric
         self._prefix = prefix
@@ -103,12 +108,15 @@ class TensorBoardLogger(VersionedDirLogger):
             tensorboard = require("torch.utils.tensorboard", "tensorboard")
             directory = self._local_dir()
             os.makedirs(directory, exist_ok=True)
+            self._purge_superseded(directory)
             self._experiment = tensorboard.SummaryWriter(log_dir=directory, **self._kwargs)
         return self._experiment
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         step = 0 if step is None else int(step)
+        if self._last_step is None or step > self._last_step:
+            self._last_step = step
         values = list(metrics.values())
         if not are_plain(values):
             if any(isinstance(value, Mapping) for value in values):
@@ -274,11 +282,35 @@ class TensorBoardLogger(VersionedDirLogger):
         events = self._events.get(run)
         if events is None:
             directory = self._local_dir()
+            self._purge_superseded(directory)
             # On an object store a file that changed is uploaded whole: scalars go up in bounded segments.
             max_bytes = _remote_segment_bytes() if self._remote else None
             events = EventFile(os.path.join(directory, run) if run else directory, max_bytes)
             self._events[run] = events
         return events
+
+    def _purge_superseded(self, directory: str) -> None:
+        """Once, when a continued run first opens its folder: a purge record in it and in each sub-run folder that
+        holds events, so TensorBoard drops what the earlier process logged past the step this run resumed from."""
+        resuming, last_step = self._take_resume()
+        if not resuming:
+            return
+        purge_step = 0 if last_step is None else last_step + 1
+        folders = [directory]
+        with contextlib.suppress(OSError):
+            folders += sorted(entry.path for entry in os.scandir(directory) if entry.is_dir(follow_symlinks=False))
+        for folder in folders:
+            try:
+                if any(name.startswith("events.out.tfevents.") for name in os.listdir(folder)):
+                    write_purge_file(folder, purge_step)
+            except OSError as err:
+                warn(
+                    f"Could not write TensorBoard's purge record into {folder} ({err}); TensorBoard may show the "
+                    f"steps from {purge_step} on twice there (the earlier process's and this run's)."
+                )
+
+    def _writers_open(self) -> bool:
+        return self._experiment is not None or bool(self._events)
 
     def _start_new_writer_file_if_large(self) -> None:
         """Close the writer once its event file passed the segment size (a run on an object store): its next
