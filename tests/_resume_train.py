@@ -18,11 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
 
 
 def _csv(root: str) -> Any:

@@ -79,7 +79,9 @@ def _cut(fd: int, body: int, size: int, position: int, last_step: int | None) ->
         cut, rows, end = size, 0, len(data)
         while end > first:
             begin = data.rfind(b"\n", first, end - 1) + 1 or first
-            step = _step_of(data[begin:end], position)
+            line = data[begin:end]
+            # A last line cut short (a process killed mid-write) may read as another step ("10" cut to "1"): moved.
+            step = _step_of(line, position) if line.endswith(b"\n") else None
             if step is not None and last_step is not None and step <= last_step:
                 return cut, rows
             cut, rows, end = start + begin, rows + 1, begin

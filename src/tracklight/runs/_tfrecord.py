@@ -265,7 +265,9 @@ def _one(out: Decoded, data: bytes, start: int, end: int, index: int) -> None:
 
 def _is_session_start(data: bytes, start: int, end: int) -> bool:
     """Whether a ``SessionLog`` holds ``status: START`` (1)."""
-    return any(number == 1 and wire == 0 and _varint_at(data, b)[0] == 1 for number, wire, a, b in _fields(data, start, end))
+    return any(
+        number == 1 and wire == 0 and _varint_at(data, b)[0] == 1 for number, wire, a, b in _fields(data, start, end)
+    )
 
 
 def _value(out: Decoded, data: bytes, start: int, end: int, index: int, step: int, wall: float) -> None:
