@@ -86,6 +86,11 @@ class Model(pl.LightningModule):
         self.log("gen", float(self.generation))
         return loss
 
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+        self.log("val_gen", float(self.generation))
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.block_at is None or self.trainer.global_step != self.block_at:
             return
@@ -108,20 +113,27 @@ def main() -> None:
     parser.add_argument("--block-at", type=int, default=None)
     parser.add_argument("--ckpt", default=None, help="a checkpoint file, 'last', or nothing")
     parser.add_argument("--max-steps", type=int, default=12)
-    parser.add_argument("--every", type=int, default=4)
+    parser.add_argument("--every", type=int, default=4, help="checkpoint every N steps; 0: at each epoch's end")
+    parser.add_argument("--samples", type=int, default=64, help="4 per batch")
+    parser.add_argument("--val", action="store_true", help="validate at each epoch's end")
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    data = TensorDataset(torch.randn(args.samples, 4), torch.randn(args.samples, 1))
     loggers = [FACTORIES[kind](args.root) for kind in args.loggers.split(",") if kind]
     checkpoints = ModelCheckpoint(
-        dirpath=os.path.join(args.root, "ckpts"), every_n_train_steps=args.every, save_last=True, save_top_k=-1
+        dirpath=os.path.join(args.root, "ckpts"),
+        every_n_train_steps=args.every or None,
+        every_n_epochs=None if args.every else 1,
+        save_last=True,
+        save_top_k=-1,
     )
     trainer = pl.Trainer(
         default_root_dir=args.root,
         logger=loggers,
         callbacks=[checkpoints],
         max_steps=args.max_steps,
+        limit_val_batches=2 if args.val else 0,
         log_every_n_steps=1,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -129,7 +141,8 @@ def main() -> None:
         devices=1,
     )
     model = Model(args.generation, args.block_at, args.root)
-    trainer.fit(model, DataLoader(data, batch_size=4), ckpt_path=args.ckpt)
+    loader = DataLoader(data, batch_size=4)
+    trainer.fit(model, loader, loader if args.val else None, ckpt_path=args.ckpt)
     print("VERSIONS", [getattr(logger, "version", None) for logger in loggers], file=sys.stderr)
 
 

@@ -4,7 +4,10 @@ script, continues one run per logger with each step once, read back with each ba
 The script is ``tests/_resume_train.py``: a tiny model, 12 steps, a checkpoint every 4 steps (``last.ckpt`` too), a
 ``gen`` metric saying which process logged each value. The first process stops at the start of batch 6 (after
 logging steps 0-5) and is killed there; the checkpoint it resumes from was saved in batch 3 (global step 4), whose
-values the Trainer logs right after saving it, so the resumed process logs steps 4-11 and those win.
+values the Trainer logs right after saving it, so the resumed process logs steps 4-11 and those win (3-10 on
+Lightning before 2.5, which logs the first resumed batch at step 3 again).
+
+These tests run on the newest Lightning the ``lightning`` extra allows and, in CI, on the oldest (``.ci/run``).
 """
 
 from __future__ import annotations
@@ -20,9 +23,21 @@ import pytest
 
 SCRIPT = Path(__file__).with_name("_resume_train.py")
 KINDS = ("csv", "tensorboard")
-#: The first step the resumed process logs (the checkpoint of global step 4 covers steps 0-3).
-RESUMED_FROM = 4
-STEPS = list(range(12))
+
+
+def _lightning_moves_on_at_restart() -> bool:
+    """Lightning 2.5 and later advance the logging step when they restart from a checkpoint saved in a batch;
+    earlier ones log the resumed run's first batch at the checkpoint batch's step (so the steps differ by one)."""
+    from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+
+    return hasattr(_TrainingEpochLoop, "restarted_on_train_batch_end")
+
+
+MOVES_ON = _lightning_moves_on_at_restart()
+#: The first step the resumed process logs: the checkpoint of global step 4 was saved in batch 3.
+RESUMED_FROM = 4 if MOVES_ON else 3
+#: Every step logged, once: 12 batches, at steps 0-11 (0-10 before Lightning 2.5, batch 3's step taken twice).
+STEPS = list(range(12 if MOVES_ON else 11))
 
 
 def _start(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -88,7 +103,7 @@ def test_sigkill_after_a_checkpoint_then_ckpt_path_file(tmp_path: Path) -> None:
     import pandas as pd
 
     kept = pd.read_csv(tmp_path / "csv" / "version_0" / "metrics.superseded.csv")
-    assert kept["step"].tolist() == [4, 5] and set(kept["gen"]) == {1.0}  # moved aside, never deleted
+    assert kept["step"].tolist() == list(range(RESUMED_FROM, 6)) and set(kept["gen"]) == {1.0}  # kept aside
 
 
 def test_sigterm_then_ckpt_path_last(tmp_path: Path) -> None:
@@ -128,7 +143,8 @@ def test_slurm_requeue_resumes_from_the_hpc_checkpoint(tmp_path: Path) -> None:
     assert (tmp_path / "requeued").read_text().split() == ["requeue", "4242"], output
     assert [name for name in os.listdir(root) if name.startswith("hpc_ckpt_")] == ["hpc_ckpt_1.ckpt"]
     _run(root, "--generation", "2", env=env)  # the same command again: Lightning picks the hpc checkpoint
-    # The hpc checkpoint was saved at the start of batch 6, after steps 0-5 were logged. Lightning runs batch 6 again
-    # and logs it at step 7 (its step counter moves on when it restarts from a checkpoint saved between batches):
-    # step 6 is logged by neither process, with or without tracklight; every other step once.
-    _assert_one_run_each_step_once(root, resumed_from=6, steps=[*range(6), *range(7, 13)])
+    # The hpc checkpoint was saved at the start of batch 6, after steps 0-5 were logged. Lightning 2.5+ runs batch 6
+    # again and logs it at step 7 (its step counter moves on when it restarts from a checkpoint saved between
+    # batches): step 6 is logged by neither process, with or without tracklight; every other step once.
+    steps = [*range(6), *range(7, 13)] if MOVES_ON else list(range(12))
+    _assert_one_run_each_step_once(root, resumed_from=6, steps=steps)

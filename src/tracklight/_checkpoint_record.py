@@ -24,20 +24,20 @@ RECORD_KEY = "tracklight"
 FORMAT = 1
 
 
-def build(loggers: Iterable[Any], step_floor: int | None = None) -> dict[str, Any]:
+def build(loggers: Iterable[Any], last_step: int | None = None) -> dict[str, Any]:
     """The record of ``loggers``: ``{"format": 1, "loggers": [state_dict() of each]}``.
 
-    ``step_floor`` raises each ``"last_step"`` to at least that step: the Trainer logs the values of the batch (or
-    epoch) a checkpoint is saved in right after saving it, and the resumed run does not log them again, so they
-    belong to what the checkpoint continues.
+    ``last_step`` (the Trainer's, when it knows it) replaces each state's own ``"last_step"``: the step up to which
+    the checkpoint covers what was logged, which is not always the largest step logged when it was saved (the
+    Trainer logs the values of the batch a checkpoint is saved in right after saving it).
     """
     from tracklight.loggers._resume import states_of
 
     states = states_of(loggers)
-    if step_floor is not None:
+    if last_step is not None:
         for state in states:
-            if "last_step" in state and (state["last_step"] is None or state["last_step"] < step_floor):
-                state["last_step"] = step_floor
+            if "last_step" in state:
+                state["last_step"] = last_step
     return {"format": FORMAT, "loggers": states}
 
 

@@ -107,11 +107,15 @@ class _RecordWriter:
 
 
 def _logged_step(trainer: Any) -> int | None:
-    """The last step whose values the Trainer has logged, or logs right after this checkpoint, in this run.
+    """The last step this checkpoint covers: the resumed Trainer logs its values from the next step on.
 
-    Lightning logs a batch's values after ``on_train_batch_end`` (where ``ModelCheckpoint`` saves) at the step
-    counter that is not advanced yet, and an evaluation's at that counter too; after a batch the counter is one past
-    the batch's step. A resumed run logs from the next step on, so this is the last step the checkpoint covers.
+    Lightning logs at a step counter that it advances after each batch. A batch's values are logged after its
+    ``on_train_batch_end`` (where ``ModelCheckpoint`` saves), and a validation's before the counter moves on, so a
+    checkpoint saved there covers the counter's step; one saved between batches (an epoch's end, SLURM's signal)
+    covers the step before it. That is how Lightning 2.5 and later restart. Lightning before 2.5 does not move the
+    counter on when it restarts, so its resumed run logs its first batch at the counter's step: the checkpoint
+    covers the step before it in every case (a step the killed process had logged past it is logged again).
+    None: the Trainer is not fitting, or its loop is not the one described here (each logger's own last step).
     """
     if getattr(getattr(trainer.state, "fn", None), "value", None) != "fit":
         return None
@@ -120,6 +124,9 @@ def _logged_step(trainer: Any) -> int | None:
         stepped = int(loop._batches_that_stepped)
         progress = loop.batch_progress.current
         mid_batch = progress.processed > progress.completed
-    except (AttributeError, TypeError, ValueError):  # a Lightning whose loop differs: the loggers' own last steps
+    except (AttributeError, TypeError, ValueError):
         return None
-    return stepped if (trainer.validating or mid_batch) else stepped - 1
+    moves_on_at_restart = hasattr(type(loop), "restarted_on_train_batch_end")  # Lightning >= 2.5
+    if moves_on_at_restart and (trainer.validating or mid_batch):
+        return stepped
+    return stepped - 1
