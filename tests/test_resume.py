@@ -135,6 +135,25 @@ def test_tensorboard_shows_each_step_once_in_tensorboard_and_tracklight(tmp_path
         assert list(zip(points["step"], points["value"], strict=True)) == RESUMED
 
 
+def test_a_continued_tensorboard_run_keeps_one_hp_metric_placeholder(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = TensorBoardLogger(tmp_path)
+    first.log_hyperparams({"lr": 0.1})  # as the Trainer does at the start of each fit
+    first.log_metrics({"loss": 1.0}, step=3)
+    state = first.state_dict()
+    first.finalize("success")
+    again = TensorBoardLogger(tmp_path)
+    again.load_state_dict(state)
+    again.log_hyperparams({"lr": 0.1})
+    again.log_metrics({"loss": 2.0}, step=4)
+    again.finalize("success")
+    accumulator = EventAccumulator(again.log_dir)
+    accumulator.Reload()
+    assert [(e.step, e.value) for e in accumulator.Scalars("hp_metric")] == [(0, -1.0)]
+    assert [(e.step, e.value) for e in accumulator.Scalars("loss")] == [(3, 1.0), (4, 2.0)]
+
+
 @pytest.mark.parametrize("kind", [CSVLogger, TensorBoardLogger])
 def test_continue_run_false_ignores_the_state(kind: type, tmp_path: Path) -> None:
     state = _first_run(kind, tmp_path)

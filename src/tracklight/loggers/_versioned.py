@@ -46,6 +46,7 @@ class VersionedDirLogger(Logger):
         self._last_step: int | None = None
         self._resume_pending = False
         self._resume_last_step: int | None = None
+        self._continued = False  # load_state_dict made this logger continue an earlier run
         self._save_dir = local_path(os.fspath(save_dir))
         self._name = _inside_save_dir("name", name or "", self._save_dir)
         self._version = version
@@ -153,6 +154,7 @@ class VersionedDirLogger(Logger):
             return  # the version given to the constructor wins; the state describes another run
         self._version = version
         last_step = state.get("last_step")
+        self._continued = True
         self._resume_pending = True
         self._resume_last_step = last_step
         if last_step is not None and (self._last_step is None or last_step > self._last_step):
@@ -179,6 +181,10 @@ class VersionedDirLogger(Logger):
             if not os.path.isdir(os.path.expandvars(os.path.expanduser(folder))):
                 return f"its folder {folder} is gone"
         return None
+
+    def _continues_step_zero(self) -> bool:
+        """Whether this logger continues a run whose values at step 0 are kept (not superseded)."""
+        return self._continued and self._resume_last_step is not None and self._resume_last_step >= 0
 
     def _run_started(self) -> bool:
         """Whether this logger chose its version or opened its writers (then a state can no longer move it)."""

@@ -153,7 +153,9 @@ class TensorBoardLogger(VersionedDirLogger):
         warn_conversions(notes, type(self).__name__)
         self._hparams().update(clean)
         if metrics is None:
-            metrics = {"hp_metric": -1} if self._default_hp_metric else None
+            # A continued run has its placeholder at step 0 already (kept: it is before the resume step); a
+            # second one would show step 0 twice.
+            metrics = {"hp_metric": -1} if self._default_hp_metric and not self._continues_step_zero() else None
         elif not isinstance(metrics, Mapping):
             metrics = {"hp_metric": metrics}
         if not metrics:
