@@ -110,6 +110,22 @@ def test_csv_rows_cut_short_by_a_kill_are_moved_too(tmp_path: Path) -> None:
     assert _csv_steps(logger) == RESUMED
 
 
+def test_csv_rows_that_cannot_be_moved_aside_leave_training_going(tmp_path: Path, monkeypatch: Any) -> None:
+    import errno
+
+    from tracklight.formats import csv_resume
+
+    def full_disk(*args: Any) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    state = _first_run(CSVLogger, tmp_path)
+    monkeypatch.setattr(csv_resume, "_write_side_file", full_disk)  # the fault: the side file cannot be written
+    with pytest.warns(TracklightWarning, match="No space left on device"):
+        logger = _continue(CSVLogger, tmp_path, state)
+    assert logger.version == 0
+    assert [step for step, _ in _csv_steps(logger)] == [*range(10), *range(6, 12)]  # nothing lost, nothing cut
+
+
 def test_tensorboard_shows_each_step_once_in_tensorboard_and_tracklight(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

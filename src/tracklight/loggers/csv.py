@@ -8,6 +8,7 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
+from tracklight._errors import warn
 from tracklight._metrics import to_numbers
 from tracklight._rank import rank_zero_only
 from tracklight.formats.csv_resume import set_aside_rows_after
@@ -151,7 +152,7 @@ class CSVLogger(VersionedDirLogger):
                     directory = self._local_dir()
                     resuming, last_step = self._take_resume()
                     if resuming:
-                        set_aside_rows_after(os.path.join(directory, CSVExperiment.NAME_METRICS_FILE), last_step)
+                        _set_aside_superseded(os.path.join(directory, CSVExperiment.NAME_METRICS_FILE), last_step)
                     self._experiment = CSVExperiment(directory)
         return self._experiment
 
@@ -190,3 +191,14 @@ class CSVLogger(VersionedDirLogger):
         state = dict(self.__dict__)
         state["_experiment"] = None
         return state
+
+
+def _set_aside_superseded(path: str, last_step: int | None) -> None:
+    """Move the rows past ``last_step`` aside; a failure is said once and the run goes on (appending after them)."""
+    try:
+        set_aside_rows_after(path, last_step)
+    except OSError as err:
+        warn(
+            f"Could not move the rows past step {last_step} of {path} aside ({err}); the resumed run appends after "
+            "them, so those steps may show twice. Free space or fix permissions in the run folder to avoid it."
+        )
