@@ -75,6 +75,7 @@ class TensorBoardLogger(VersionedDirLogger):
         default_hp_metric: bool = True,
         prefix: str = "",
         sub_dir: str | os.PathLike[str] | None = None,
+        *,
         continue_run: bool = True,
         **kwargs: Any,
     ) -> None:
