@@ -89,10 +89,24 @@ def _assert_one_run_each_step_once(root: Path, resumed_from: int = RESUMED_FROM,
     assert [event.step for event in events] == steps
     assert [event.value for event in events] == expected_gen
 
-    for folder in ("csv", "tb"):  # tracklight's own readers (and so the `tracklight` command) agree
+    for folder in ("csv", "tb"):  # tracklight's own readers agree
         gen = runs.open(str(root / folder / "version_0")).metric("gen")
         assert gen["step"].tolist() == steps
         assert gen["value"].tolist() == expected_gen
+
+
+def _assert_the_command_shows_each_step_once(root: Path, steps: list[int]) -> None:
+    """`tracklight show`: one row per metric, as many points as steps, from the first step to the last."""
+    for folder in ("csv", "tb"):
+        shown = subprocess.run(
+            [sys.executable, "-m", "tracklight", "show", str(root / folder / "version_0")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        (row,) = [line.split() for line in shown.splitlines() if line.startswith("gen ")]
+        assert row[1:4] == [str(len(steps)), str(steps[0]), str(steps[-1])], shown
 
 
 def test_sigkill_after_a_checkpoint_then_ckpt_path_file(tmp_path: Path) -> None:
@@ -104,6 +118,7 @@ def test_sigkill_after_a_checkpoint_then_ckpt_path_file(tmp_path: Path) -> None:
 
     kept = pd.read_csv(tmp_path / "csv" / "version_0" / "metrics.superseded.csv")
     assert kept["step"].tolist() == list(range(RESUMED_FROM, 6)) and set(kept["gen"]) == {1.0}  # kept aside
+    _assert_the_command_shows_each_step_once(tmp_path, STEPS)
 
 
 def test_sigterm_then_ckpt_path_last(tmp_path: Path) -> None:
