@@ -39,7 +39,7 @@ def _tensorboard(root: str) -> Any:
 def _wandb(root: str) -> Any:
     from tracklight.loggers import WandbLogger
 
-    return WandbLogger(project="resume", save_dir=root, offline=True)
+    return WandbLogger(project="resume", save_dir=os.path.join(root, "wandb"))  # offline: WANDB_MODE in the env
 
 
 def _mlflow(root: str) -> Any:
@@ -51,14 +51,14 @@ def _mlflow(root: str) -> Any:
 def _comet(root: str) -> Any:
     from tracklight.loggers import CometLogger
 
-    return CometLogger(project="resume", online=False, offline_directory=os.path.join(root, "comet"))
+    return CometLogger(project="resume", save_dir=os.path.join(root, "comet"), online=False, display_summary_level=0)
 
 
 def _neptune(root: str) -> Any:
     from tracklight.loggers import NeptuneLogger
 
-    os.chdir(root)  # Neptune's offline mode writes .neptune/ in the working directory
-    return NeptuneLogger(project="tracklight/resume", mode="offline")
+    # Offline (NEPTUNE_MODE and NEPTUNE_DATA_DIRECTORY in the env); no hardware or console capture.
+    return NeptuneLogger(capture_stdout=False, capture_stderr=False, capture_hardware_metrics=False)
 
 
 FACTORIES: dict[str, Callable[[str], Any]] = {
