@@ -272,6 +272,15 @@ def test_the_record_is_read_without_running_the_checkpoint_code(tmp_path: Path) 
     assert _checkpoint_record.read(tmp_path / "b.ckpt") is None
     (tmp_path / "c.ckpt").write_bytes(pickle.dumps({"tracklight": record}))  # not torch's zip format
     assert _checkpoint_record.read(tmp_path / "c.ckpt") is None
+    sharded = tmp_path / "sharded.ckpt"  # an FSDP sharded checkpoint: a folder whose meta.pt holds the rest
+    sharded.mkdir()
+    torch.save({"tracklight": record}, sharded / "meta.pt")
+    assert _checkpoint_record.read(sharded) == record
+    import fsspec
+
+    with fsspec.open("memory://ckpts/d.ckpt", "wb") as handle:  # a checkpoint at a URL
+        torch.save({"tracklight": record}, handle)
+    assert _checkpoint_record.read("memory://ckpts/d.ckpt") == record
 
 
 def test_a_trainer_checkpoint_holds_the_record_as_plain_data(
