@@ -26,6 +26,7 @@ from typing import Any
 from tracklight._errors import TracklightError, TracklightWarning
 from tracklight.delivery.spill import Item
 from tracklight.loggers._mlflow_backends import LOCAL_ID_TAG, Backend, connect, mlflow_module, upload
+from tracklight.loggers._remote_resume import ResumeState
 
 __all__ = ["InvalidItem", "MlflowSink", "sink_from_target", "terminal_status"]
 
@@ -57,6 +58,8 @@ class MlflowSink:
         find_existing: Look for the run of ``local_id`` before creating one (replaying a spill file).
         before_open: Called with ``tracking_uri`` on the worker before the first attempt to open (the logger
             makes it MLflow's default there).
+        resume_state: The state the logger continues (``load_state_dict``): when its run is gone, say so once
+            and create a new run rather than retry.
     """
 
     factory = "tracklight.loggers._mlflow_sink:sink_from_target"
@@ -80,6 +83,7 @@ class MlflowSink:
         local_id: str | None = None,
         find_existing: bool = False,
         before_open: Callable[[str], None] | None = None,
+        resume_state: ResumeState | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
@@ -92,6 +96,7 @@ class MlflowSink:
         self._resume = resume
         self._find_existing = find_existing and local_id is not None and _SAFE_LOCAL_ID.fullmatch(local_id)
         self._before_open = before_open
+        self._resume_state = resume_state
         self.experiment_id: str | None = None
         self.artifact_uri: str | None = None
         #: Set once the first attempt to open is about to reach the server (MLflow is imported by then), or
@@ -129,7 +134,16 @@ class MlflowSink:
         if self.run_id is None:
             self._create_run(backend)
             return
-        run = backend.get_run(self.run_id)
+        try:
+            run = backend.get_run(self.run_id)
+        except Exception as error:
+            if self._resume_state is None or getattr(error, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            self._resume_state.give_up(f"MLflow has no run {self.run_id} in {self.describe()}")
+            self._resume_state = None
+            self.run_id, self._resume = None, False
+            self._create_run(backend)
+            return
         self.experiment_id, self.artifact_uri = run["experiment_id"], run["artifact_uri"]
         self._params.update(run["params"])
         if self._resume and run["status"] != "RUNNING":

@@ -32,6 +32,19 @@ class WandbSink(SdkSink):
 
     def __init__(self) -> None:
         self.run: Any = None
+        #: ``(rows handed to the run, W&B's step for the next row)`` after the last batch (one tuple, so the
+        #: training thread reads a consistent pair): ``WandbLogger.state_dict`` works out the W&B step of its last
+        #: row from it without asking W&B (``run.step`` is a round trip to W&B's service).
+        self.progress: tuple[int, int | None] = (0, None)
+        self._rows = 0
+
+    def send(self, items: list[dict[str, Any]]) -> None:
+        before = self._rows
+        try:
+            super().send(items)
+        finally:
+            if self._rows != before:
+                self.progress = (self._rows, _step_of(self.run))
 
     def describe(self) -> str:
         run = self.run
@@ -46,12 +59,22 @@ class WandbSink(SdkSink):
             # Never W&B's `step=`: its own step then only grows, so it drops nothing; the x-axis is the row's
             # trainer/global_step (WandbLogger.STEP_METRIC).
             self.run.log(item["row"])
+            self._rows += 1
         elif kind == "hyperparameter":
             self.run.config.update(item["config"], allow_val_change=True)
         elif kind == "checkpoint":
             self.run.log_artifact(item["artifact"], aliases=item["aliases"])
         else:
             raise ValueError(f"WandbSink got an item of unknown kind {kind!r}")
+
+
+def _step_of(run: Any) -> int | None:
+    """W&B's step for the run's next row, or ``None`` when the SDK cannot say (a stubbed SDK, a closed run)."""
+    try:
+        step = run.step
+    except Exception:
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def run_folder(run: Any) -> str | None:

@@ -15,9 +15,11 @@ from tracklight import media
 from tracklight._errors import warn
 from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
+from tracklight._resumed import SDK_MARK
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _comet_config as comet_config
 from tracklight.loggers._comet_sink import CometSink
+from tracklight.loggers._remote_resume import ResumeState, last_step_of, next_last_step
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, nan_as_text, sanitize, warn_conversions
@@ -64,6 +66,8 @@ class CometLogger(Logger):
             ends; ``"all"`` logs every checkpoint as it is saved; ``False`` logs none.
         checkpoint_name: Name of the Comet model the checkpoints go to (default ``"model"``).
         delivery_timeout: Seconds ``finalize`` (and ``experiment``) wait for the queue to reach the experiment.
+        continue_run: ``load_state_dict`` (a resumed checkpoint) continues the experiment of the state it is given;
+            ``False`` ignores it and starts a new one, as Lightning's logger does.
         \**kwargs: Passed to ``comet_ml.ExperimentConfig``: ``name`` (or ``experiment_name``),
             ``offline_directory`` (or ``save_dir``), ``tags``, ``log_code``, ``display_summary_level``...
 
@@ -92,6 +96,7 @@ class CometLogger(Logger):
         log_model: bool | Literal["all"] = False,
         checkpoint_name: str | None = None,
         delivery_timeout: float = DEFAULT_TIMEOUT,
+        continue_run: bool = True,
         **kwargs: Any,
     ) -> None:
         settings = comet_config.resolve(
@@ -121,6 +126,8 @@ class CometLogger(Logger):
         self._checkpoint_callbacks: dict[int, Any] = {}
         self._logged_model_time: dict[str, float] = {}
         self._checkpoint_failures = 0
+        self._resume = ResumeState(type(self).__name__, continue_run)
+        self._last_step: int | None = None
 
     # ---- identity ----------------------------------------------------------------------------------------
 
@@ -159,7 +166,8 @@ class CometLogger(Logger):
 
     def _start(self) -> Any:
         comet_ml = comet_config.import_comet(offline=not self._online)
-        mode = "get" if self._ended else self._settings.mode
+        resumed, self._resume.state = self._resume.state, None  # once: an experiment ended later is just continued
+        mode = "get" if self._ended or resumed is not None else self._settings.mode
         config = comet_config.experiment_config(comet_ml, self._config_kwargs)
         probes = comet_config.no_network_probes(comet_ml) if not self._online else contextlib.nullcontext()
         with probes:
@@ -176,8 +184,10 @@ class CometLogger(Logger):
         self._project = getattr(experiment, "project_name", None) or self._project
         if not self._online and getattr(experiment, "offline_directory", None):
             self._offline_directory = os.path.abspath(experiment.offline_directory)  # Comet may fall back to a tmp dir
-        if not self._ended:
+        if not self._ended and resumed is None:
             experiment.log_other("Created from", CREATED_FROM)
+        if resumed is not None:  # where this process took over: tracklight's reader leaves out what it superseded
+            experiment.log_other(SDK_MARK, -1 if last_step_of(resumed) is None else last_step_of(resumed))
         return experiment
 
     @property
@@ -218,6 +228,7 @@ class CometLogger(Logger):
                 epoch = int(number)
             else:
                 values[key] = number
+        self._last_step = next_last_step(self._last_step, step)
         self._live()
         item = {"kind": "row", "values": values, "prefix": self._prefix, "step": step, "epoch": epoch}
         self._remote.put(item)  # type: ignore[union-attr]  # _live() made it
@@ -358,6 +369,41 @@ class CometLogger(Logger):
         self._call("status", "status", lambda experiment: experiment.log_other("status", status))
         self._call("flush", "flush", lambda experiment: experiment.flush())
         self._remote.finish()  # type: ignore[union-attr]  # _call() made it
+
+    # ---- resume -----------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The experiment to continue after a restart: ``experiment_key``, ``project``, ``workspace`` and
+        ``last_step``. Plain data; never waits for Comet."""
+        key = self._experiment.get_key() if self._experiment is not None else self._experiment_key
+        return {
+            "logger": type(self).__name__,
+            "experiment_key": None if key is None else str(key),
+            "project": self._project,
+            "workspace": self._settings.workspace,
+            "online": self._online,
+            "last_step": self._last_step,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the experiment of ``state`` (from :meth:`state_dict`) when it starts (``mode="get"``, offline an
+        ``ExistingOfflineExperiment`` archive). Comet keeps every value, so those the earlier process logged after
+        ``state["last_step"]`` stay in Comet; the experiment's ``tracklight/resumed_after_step`` says from where,
+        and ``tracklight`` leaves them out. An explicit ``experiment_key`` wins; a state that cannot be used gives
+        one warning and a new experiment."""
+        self._resume.load(state, self._experiment is not None, ("experiment_key",))
+        loaded = self._resume.state
+        if loaded is None:
+            return
+        if self._experiment_key is not None and self._experiment_key != loaded["experiment_key"]:
+            self._resume.state = None  # the key given to the constructor wins, silently: the user asked for it
+        elif loaded.get("project") not in (None, self._project) and self._project is not None:
+            self._resume.give_up(
+                f"its experiment is in the project {loaded['project']!r}, and this logger logs to {self._project!r}; "
+                "pass the same project as the first time to continue it"
+            )
+        else:
+            self._experiment_key = loaded["experiment_key"]
 
     def __getstate__(self) -> dict[str, Any]:
         # The experiment holds threads and sockets; a copy in another process continues it by its key.

@@ -25,6 +25,7 @@ from tracklight.loggers._checkpoints import check_log_model, logs_every_save
 from tracklight.loggers._mlflow_backends import mlflow_module
 from tracklight.loggers._mlflow_keys import KeyMap, mlflow_key
 from tracklight.loggers._mlflow_store import resolve, use_as_default
+from tracklight.loggers._remote_resume import ResumeState
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, sanitize, warn_conversions
 
@@ -75,6 +76,8 @@ class MLFlowLogger(Logger):
         synchronous: ``True`` makes every logging call wait until its values are delivered (at most
             ``delivery_timeout`` seconds), like Lightning's logger; the default sends in the background.
         delivery_timeout: Seconds ``finalize`` (and a synchronous call) waits for delivery.
+        continue_run: ``load_state_dict`` (a resumed checkpoint) continues the run of the state it is given;
+            ``False`` ignores it and starts a new run, as Lightning's logger does.
 
     Example:
         >>> import tempfile
@@ -103,6 +106,7 @@ class MLFlowLogger(Logger):
         synchronous: bool | None = None,
         *,
         delivery_timeout: float = 60.0,
+        continue_run: bool = True,
     ) -> None:
         if not is_available("mlflow"):
             raise MissingDependencyError(
@@ -133,6 +137,8 @@ class MLFlowLogger(Logger):
         self._checkpoint_callback: Any = None
         self._said: set[str] = set()
         self._report: DeliveryReport | None = None
+        self._last_step: int | None = None
+        self._resume = ResumeState(type(self).__name__, continue_run)
 
     # ---- what Lightning reads -----------------------------------------------------------------------
 
@@ -215,6 +221,8 @@ class MLFlowLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         timestamp = int(time.time() * 1000)
         step = int(step or 0)
+        if self._last_step is None or step > self._last_step:
+            self._last_step = step
         prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
         items = []
         for key, value in metrics.items():
@@ -276,6 +284,36 @@ class MLFlowLogger(Logger):
         elif self._log_model is True:
             self._checkpoint_callback = checkpoint_callback
 
+    # ---- resume -----------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The run to continue after a restart: ``run_id``, ``experiment_id`` (``None`` while the run is not created
+        yet), the logger's local id (which finds the run, and the spill file, when it was not) and ``last_step``.
+        Plain data; never waits for the server."""
+        from tracklight.loggers._mlflow_resume import state_of
+
+        sink = self._sink
+        return state_of(
+            type(self).__name__,
+            run_id=sink.run_id if sink is not None and sink.run_id else self._run_id,
+            experiment_id=sink.experiment_id if sink is not None else None,
+            experiment_name=self._experiment_name,
+            tracking_uri=self._tracking_uri,
+            local_id=self._local_id,
+            last_step=self._last_step,
+        )
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the run of ``state`` (from :meth:`state_dict`) when the run starts: values are appended to it,
+        and those the earlier process logged after ``state["last_step"]`` are superseded by this process's (the run
+        gets the tag ``tracklight.resumed.<time>``, which ``tracklight`` honours; MLflow's UI still shows both).
+        What the earlier process kept in its spill file is sent first. An explicit ``run_id`` wins; a state
+        that cannot be used gives one warning and a new run."""
+        from tracklight.loggers._mlflow_resume import check
+
+        self._resume.load(state, self._delivery is not None, ("run_id", "local_id"))
+        check(self._resume, self._run_id, self._tracking_uri)
+
     # ---- media: every kind becomes a run artifact -------------------------------------------------------
 
     def _write_images(self, key: str, images: list[media.Image], step: int | None) -> None:
@@ -311,8 +349,13 @@ class MLFlowLogger(Logger):
     def _started(self) -> Delivery:
         if self._delivery is None:
             from tracklight.delivery import Delivery
+            from tracklight.loggers._mlflow_resume import continued
             from tracklight.loggers._mlflow_sink import MlflowSink
 
+            resumed = continued(self._resume, self._run_id)
+            if resumed is not None:
+                self._run_id = self._run_id or resumed.run_id
+                self._local_id = resumed.local_id
             tags = {str(key): str(value) for key, value in (self.tags or {}).items()}
             if self._run_name is not None and self._run_id is None:
                 if "mlflow.runName" in tags:
@@ -329,11 +372,17 @@ class MLFlowLogger(Logger):
                 artifact_location=self._artifact_location,
                 resume=self._run_id is not None,
                 local_id=self._local_id,
+                find_existing=resumed is not None and self._run_id is None,
                 before_open=use_as_default,
+                resume_state=self._resume if resumed is not None else None,
             )
             spill = os.path.join(self._local_dir, "tracklight-spill", f"mlflow-{self._local_id}.jsonl")
+            if resumed is not None:
+                resumed.announce_spill(spill, sink.describe())
             self._sink = sink
             self._delivery = Delivery(sink, spill)
+            if resumed is not None:
+                self._delivery.put(resumed.tag())
         return self._delivery
 
     def _wait_for_run(self) -> MlflowSink:

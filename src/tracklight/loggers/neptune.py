@@ -15,7 +15,9 @@ from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _neptune_values as neptune_values
+from tracklight.loggers._neptune_resume import check, mark, with_id
 from tracklight.loggers._neptune_sink import NeptuneSink, root_of
+from tracklight.loggers._remote_resume import ResumeState, next_last_step
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, sanitize, warn_conversions
@@ -63,6 +65,8 @@ class NeptuneLogger(Logger):
         log_model_checkpoints: Upload ``ModelCheckpoint``'s files as they are saved, and remove those it deleted.
         prefix: The namespace everything goes under (``""`` for the root of the run).
         delivery_timeout: Seconds ``finalize`` (and ``run``) wait for the queue to reach the run.
+        continue_run: ``load_state_dict`` (a resumed checkpoint) continues the run of the state it is given;
+            ``False`` ignores it and starts a new run.
         \**neptune_run_kwargs: Passed to ``neptune.init_run``: ``mode``, ``tags``, ``description``,
             ``with_id`` (continue a run), ``capture_stdout``...
 
@@ -92,6 +96,7 @@ class NeptuneLogger(Logger):
         log_model_checkpoints: bool | None = True,
         prefix: str = "training",
         delivery_timeout: float = DEFAULT_TIMEOUT,
+        continue_run: bool = True,
         **neptune_run_kwargs: Any,
     ) -> None:
         if not is_available("neptune"):
@@ -128,6 +133,9 @@ class NeptuneLogger(Logger):
         self._uploaded: dict[str, float] = {}  # checkpoint name -> modification time of the file staged for it
         self._file_labels: dict[str, int] = {}
         self._said: set[str] = set()
+        self._resume = ResumeState(type(self).__name__, continue_run)
+        self._continued_id: str | None = None  # the run continued by its id (load_state_dict)
+        self._last_step: int | None = None
         if run is not None:
             self._identify(run)
             if global_rank() == 0:
@@ -173,6 +181,7 @@ class NeptuneLogger(Logger):
         sink = self._remote.sink
         assert isinstance(sink, NeptuneSink)
         resumed = not self._owns_run or "with_id" in self._neptune_run_kwargs or self._stopped_id is not None
+        resumed = resumed or self._continued_id is not None
         sink.attach(run, resumed, same_run=sink.run is None or self._stopped_id is not None)
         self._remote.attached(run)
         return run
@@ -180,6 +189,12 @@ class NeptuneLogger(Logger):
     def _start(self) -> Any:
         neptune = require("neptune", "neptune")
         kwargs = self._init_kwargs()
+        continued, self._resume.state = self._resume.state, None  # once: a run stopped later is continued as usual
+        if continued is not None:
+            self._continued_id = with_id(continued, self.mode)
+            if self._continued_id is not None:
+                kwargs.pop("custom_run_id", None)
+                kwargs["with_id"] = self._continued_id
         if self._stopped_id is not None:
             kwargs.pop("custom_run_id", None)  # with_id and custom_run_id cannot go together
             kwargs["with_id"] = self._stopped_id
@@ -193,6 +208,8 @@ class NeptuneLogger(Logger):
         self._owns_run = True
         self._identify(run)
         run[_INTEGRATION_KEY] = __version__
+        if continued is not None:
+            mark(run, continued)
         return run
 
     def _init_kwargs(self) -> dict[str, Any]:
@@ -251,6 +268,7 @@ class NeptuneLogger(Logger):
         prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
         flat = flatten(metrics) if nested else metrics
         values = [(key, prefix + key, to_number(key, value)) for key, value in flat.items()]
+        self._last_step = next_last_step(self._last_step, step)
         self._put({"kind": "row", "op": "metrics", "values": values, "step": step})
 
     @rank_zero_only
@@ -385,6 +403,28 @@ class NeptuneLogger(Logger):
             self._put({"kind": "status", "op": "assign", "path": self._path("status"), "value": status})
         self._put({"kind": "flush", "op": "call", "call": lambda run: root_of(run).wait(disk_only=True)})
         self._remote.finish()  # type: ignore[union-attr]  # _put() made it
+
+    # ---- resume -----------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The run to continue after a restart: ``run_id`` (``PROJ-123``; offline, the run's local id), ``mode``,
+        ``project`` and ``last_step``. Plain data; never waits for Neptune."""
+        return {
+            "logger": type(self).__name__,
+            "run_id": self._run_short_id,
+            "mode": self.mode,
+            "project": self._project or os.environ.get("NEPTUNE_PROJECT"),
+            "last_step": self._last_step,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the run of ``state`` (from :meth:`state_dict`) when it starts: by its id in ``async``/``sync``
+        mode; offline (where Neptune cannot reopen a run) as a new offline run that names it, which ``tracklight``
+        reads as one run with it. Values the earlier process logged after ``state["last_step"]`` are superseded in
+        ``tracklight``'s readers; Neptune keeps them (see the docs' resume table). A ``run``, ``with_id`` or
+        ``custom_run_id`` given to the constructor wins; a state that cannot be used gives one warning."""
+        self._resume.load(state, self._run_instance is not None, ("run_id",))
+        check(self._resume, self.mode, self._neptune_run_kwargs, self._run_instance is not None)
 
     def __getstate__(self) -> dict[str, Any]:
         # A run holds threads and files; a copy in another process continues it by its id where Neptune can.

@@ -16,8 +16,10 @@ from tracklight._metrics import to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
 from tracklight.loggers import _wandb_media as wandb_media
+from tracklight.loggers._remote_resume import ResumeState, next_last_step
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery
 from tracklight.loggers._wandb_media_api import WandbMediaLogger
+from tracklight.loggers._wandb_resume import check, init_run, wandb_step
 from tracklight.loggers._wandb_sink import WandbSink, run_folder, wait_until_closed
 from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import nan_as_text, sanitize, warn_conversions
@@ -75,6 +77,8 @@ class WandbLogger(WandbMediaLogger):
         add_file_policy: ``"mutable"`` copies each checkpoint before upload, ``"immutable"`` uploads the file
             in place (it must not change until uploaded).
         delivery_timeout: Seconds ``finalize`` (and ``experiment``) wait for the queue to reach the run.
+        continue_run: ``load_state_dict`` (a resumed checkpoint) continues the run of the state it is given,
+            rewound to the state's step; ``False`` ignores it, as Lightning's logger does.
         \**kwargs: Passed to ``wandb.init`` (``entity``, ``group``, ``tags``, ``config``, ``mode``, ...).
 
     Example:
@@ -106,6 +110,7 @@ class WandbLogger(WandbMediaLogger):
         add_file_policy: Literal["mutable", "immutable"] = "mutable",
         *,
         delivery_timeout: float = DEFAULT_TIMEOUT,
+        continue_run: bool = True,
         **kwargs: Any,
     ) -> None:
         if not is_available("wandb"):
@@ -129,6 +134,9 @@ class WandbLogger(WandbMediaLogger):
         self._logged_model_time: dict[str, float] = {}
         self._checkpoint_callbacks: dict[int, Any] = {}
         self._checkpoint_failures = 0
+        self._resume = ResumeState(type(self).__name__, continue_run)
+        self._last_step: int | None = None
+        self._rows_queued = 0
 
         init: dict[str, Any] = {
             "name": name,
@@ -227,7 +235,7 @@ class WandbLogger(WandbMediaLogger):
             # W&B resolves a relative dir against the working directory it had when first set up, not today's.
             arguments["dir"] = os.path.abspath(os.path.expanduser(os.fspath(arguments["dir"])))
             os.makedirs(arguments["dir"], exist_ok=True)
-        run = wandb.init(**arguments)
+        run = init_run(wandb, arguments, self._resume)
         self._id = run.id
         self._wandb_init["id"] = run.id  # a run finished by finalize is resumed, not replaced
         if self._wandb_init.get("sync_tensorboard"):
@@ -284,6 +292,8 @@ class WandbLogger(WandbMediaLogger):
     def _log_row(self, row: dict[str, Any], step: int | None, weight: int = 1, remove: list[str] | None = None) -> None:
         if step is not None and not self._wandb_init.get("sync_tensorboard"):
             row[self.STEP_METRIC] = int(step)
+        self._last_step = next_last_step(self._last_step, step)
+        self._rows_queued += 1
         self._run()
         item: dict[str, Any] = {"kind": "row", "row": row}
         if remove:
@@ -294,6 +304,30 @@ class WandbLogger(WandbMediaLogger):
         self, key: str, value: Any, step: int | None, weight: int = 64, remove: list[str] | None = None
     ) -> None:
         self._log_row({self._key(key): value}, step, weight, remove)
+
+    # ---- resume -----------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The run to continue after a restart: ``id``, ``project``, ``entity``, the trainer's ``last_step`` and W&B's
+        own step of the last row (``wandb_step``). Plain data; never waits for W&B."""
+        sink = self._remote.sink if self._remote is not None else None
+        return {
+            "logger": type(self).__name__,
+            "id": self.version,
+            "project": self._project,
+            "entity": self._wandb_init.get("entity"),
+            "last_step": self._last_step,
+            "wandb_step": wandb_step(sink if isinstance(sink, WandbSink) else None, self._rows_queued),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the run of ``state`` (from :meth:`state_dict`) when the run starts, rewound to the state's step
+        (``wandb.init(resume_from=...)``): the rows the earlier process logged after it are dropped, by W&B itself.
+        An explicit ``id``/``version`` wins; a state that cannot be used gives one warning and a new run."""
+        self._resume.load(state, self._experiment is not None, ("id",))
+        check(self._resume, self._id, self._project)
+        if self._resume.state is not None:
+            self._id = self._wandb_init["id"] = self._resume.state["id"]
 
     # ---- models and artifacts ----------------------------------------------------------------------------
 

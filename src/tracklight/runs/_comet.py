@@ -3,8 +3,10 @@ writes (and ``comet upload`` sends later). An archive holds ``experiment.json`` 
 JSON message per line: ``metric_msg`` (name, value, step, epoch, time), ``parameter_msg`` (only those the
 user logged, ``source: manual``), ``log_other`` (the name), ``file_upload`` (files stored in the archive).
 
-Plain JSON: reading needs no Comet SDK. A continued experiment writes one archive per start, each listed as
-its own run (they share the experiment key, shown as the version).
+Plain JSON: reading needs no Comet SDK. A continued experiment writes one archive per start (they share the
+experiment key, shown as the version): the experiment is listed once, at its newest archive, with every
+archive's values. An archive whose ``log_other`` holds ``tracklight/resumed_after_step`` (``CometLogger``
+continuing after a restart) supersedes the earlier archives' values at later steps, which are left out.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import os
 import zipfile
 from typing import Any
 
+from tracklight._resumed import SDK_MARK
 from tracklight.params import flatten
 from tracklight.runs._files import mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo, last_step, last_time
+from tracklight.runs._superseded import merge
+
+#: The takeover step of an archive that did not supersede anything (an experiment continued by hand).
+_NEVER = 2**62
 
 __all__ = ["CometRun", "scan"]
 
@@ -34,9 +41,11 @@ _SDK_METRICS = {"process duration"}  # what the SDK logs by itself when an exper
 class CometRun(Run):
     backend = "comet"
 
-    def __init__(self, ref: str, path: str) -> None:
+    def __init__(self, ref: str, path: str, earlier: list[str] | None = None) -> None:
         super().__init__(ref, path)
         self._loaded: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
+        #: The experiment's earlier archives (it was continued), oldest first.
+        self.earlier = [CometRun(archive, archive) for archive in earlier or []]
 
     def contents(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """``experiment.json`` and the messages, read once."""
@@ -77,7 +86,15 @@ class CometRun(Run):
         )
 
     def _sources(self) -> list[str]:
-        return [self.path]
+        return [*(run.path for run in self.earlier), self.path]
+
+    def _takeover(self) -> int:
+        """The step after which this archive supersedes the earlier ones' values (none: ``_NEVER``)."""
+        for payload in self._payloads("log_other"):
+            value = payload.get("value")
+            if payload.get("key") == SDK_MARK and isinstance(value, int) and not isinstance(value, bool):
+                return value
+        return _NEVER
 
     def params(self) -> dict[str, Any]:
         """The parameters logged by hand (``source: manual``): not those Comet parses from the command line of
@@ -87,9 +104,18 @@ class CometRun(Run):
             for param in _params_of(payload):
                 if param.get("source", "manual") == "manual":
                     found[str(param.get("paramName"))] = param.get("paramValue")
-        return flatten(found)
+        earlier: dict[str, Any] = {}
+        for run in self.earlier:
+            earlier.update(run.params())
+        return {**earlier, **flatten(found)}
 
     def _read(self) -> dict[str, Points]:
+        if not self.earlier:
+            return self._own_points()
+        segments = [*self.earlier, self]
+        return merge([segment._own_points() for segment in segments], [segment._takeover() for segment in segments[1:]])
+
+    def _own_points(self) -> dict[str, Points]:
         columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
         epochs: list[tuple[Any, float, float]] = []
         for payload in self._payloads("metric_msg"):
@@ -114,7 +140,7 @@ class CometRun(Run):
         return {name: Points.of(*column) for name, column in columns.items()}
 
     def media(self) -> list[MediaFile]:
-        found = []
+        found = [media for run in self.earlier for media in run.media()]
         for payload in self._payloads("file_upload"):
             member = payload.get("file_path")
             extra = payload.get("additional_params") or {}
@@ -152,17 +178,26 @@ def _member(archive: str, member: str) -> Any:
 
 
 def scan(folder: str, names: set[str]) -> list[Run]:
-    """Every Comet offline archive in ``folder`` (a ``.zip`` holding ``messages.json``)."""
-    found: list[Run] = []
+    """Every Comet experiment in ``folder`` (``.zip`` archives holding ``messages.json``), once per key: a
+    continued experiment's archives are read together, oldest first, and listed at the newest."""
+    by_key: dict[str, list[tuple[float, str]]] = {}
     for name in sorted(names):
         if not name.endswith(".zip"):
             continue
         path = os.path.join(folder, name)
         try:
             with zipfile.ZipFile(path) as archive:
-                members = set(archive.namelist())
-        except (OSError, zipfile.BadZipFile):
+                if not {"messages.json", "experiment.json"} <= set(archive.namelist()):
+                    continue
+                experiment = json.loads(archive.read("experiment.json"))
+        except (OSError, ValueError, zipfile.BadZipFile):
             continue  # not every zip file is a Comet archive; a damaged one cannot be told apart
-        if {"messages.json", "experiment.json"} <= members:
-            found.append(CometRun(path, path))
-    return found
+        key = str(experiment.get("offline_id") or path) if isinstance(experiment, dict) else path
+        started = experiment.get("start_time") if isinstance(experiment, dict) else None
+        order = float(started) if isinstance(started, (int, float)) else mtime(path) or 0.0
+        by_key.setdefault(key, []).append((order, path))
+    found: list[Run] = []
+    for archives in by_key.values():
+        paths = [path for _, path in sorted(archives)]
+        found.append(CometRun(paths[-1], paths[-1], paths[:-1]))
+    return sorted(found, key=lambda run: run.path)

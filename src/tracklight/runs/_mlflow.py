@@ -22,8 +22,10 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import yaml
 
+from tracklight._resumed import MLFLOW_TAG_PREFIX
 from tracklight.runs._files import file_reader, mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo
+from tracklight.runs._superseded import segments_by_time, supersede
 
 __all__ = ["MlflowFileRun", "MlflowServerRun", "MlflowSqliteRun", "from_ref", "scan", "sqlite_ref"]
 
@@ -58,6 +60,22 @@ class _MlflowRun(Run):
             metrics=int(row.get("metrics") or 0),
             params=int(row.get("params") or 0),
         )
+
+    def _without_superseded(self, found: dict[str, Points], tags: dict[str, str]) -> dict[str, Points]:
+        """Leave out the points a resumed run superseded: the run's ``tracklight.resumed.<ms>`` tags say when each
+        later process took over and at which step (see :mod:`tracklight.runs._superseded`)."""
+        takeovers = sorted(
+            (int(key[len(MLFLOW_TAG_PREFIX) :]), None if value == "none" else int(value))
+            for key, value in tags.items()
+            if key.startswith(MLFLOW_TAG_PREFIX)
+            and key[len(MLFLOW_TAG_PREFIX) :].isdigit()
+            and (value == "none" or value.lstrip("-").isdigit())
+        )
+        if not takeovers:
+            return found
+        starts = [start / 1000 for start, _ in takeovers]
+        steps = [step for _, step in takeovers]
+        return {key: supersede(p, segments_by_time(p.time, starts), steps) for key, p in found.items()}
 
     def _artifacts(self, root: str | None) -> list[MediaFile]:
         """Files under a local artifact root; MLflow's image names give back the key and step."""
@@ -104,6 +122,8 @@ class MlflowSqliteRun(_MlflowRun):
                 "SELECT key, step, value, timestamp, is_nan FROM metrics WHERE run_uuid = ? ORDER BY key, rowid",
                 (self.run_id,),
             ).fetchall()
+            marks = "SELECT key, value FROM tags WHERE run_uuid = ? AND key LIKE ?"
+            tags = dict(db.execute(marks, (self.run_id, MLFLOW_TAG_PREFIX + "%")))
         if not rows:
             return {}
         keys, steps, values, stamps, nans = zip(*rows, strict=False)
@@ -115,7 +135,7 @@ class MlflowSqliteRun(_MlflowRun):
             found[str(keys[start])] = Points.of(
                 steps[start:end], value_array[start:end], np.asarray(stamps[start:end], dtype=np.float64) / 1000
             )
-        return found
+        return self._without_superseded(found, tags)
 
     def media(self) -> list[MediaFile]:
         return self._artifacts(self.row.get("artifact_uri"))
@@ -156,7 +176,7 @@ class MlflowFileRun(_MlflowRun):
             if table.size == 0:
                 table = np.zeros((0, 3))
             found[key] = Points.of(table[:, 2].astype(np.int64), table[:, 1], table[:, 0] / 1000)
-        return found
+        return self._without_superseded(found, _key_files(os.path.join(self.path, "tags")))
 
     def media(self) -> list[MediaFile]:
         return self._artifacts(self.meta.get("artifact_uri"))
@@ -197,7 +217,7 @@ class MlflowServerRun(_MlflowRun):
             found[key] = Points.of(
                 [m.step for m in history], [m.value for m in history], [m.timestamp / 1000 for m in history]
             )
-        return found
+        return self._without_superseded(found, dict(self.run.data.tags))
 
 
 # ---- discovery ---------------------------------------------------------------------------------------------

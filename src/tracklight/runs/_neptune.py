@@ -5,6 +5,11 @@ and timestamps; atoms (``Assign*``) under a ``hyperparams`` or ``parameters`` na
 files are media. The SDK's own readings (``monitoring/``, ``sys/``) are left out of the metrics.
 
 Plain JSON: reading needs no Neptune SDK.
+
+Neptune cannot reopen an offline run, so ``NeptuneLogger`` continuing one after a restart writes a new offline
+run naming the one it continues (``tracklight/resumed_from``) and the step it took over at
+(``tracklight/resumed_after_step``): such a run is read with the runs it continues, as one run, without the
+values they logged after that step. Each stays listed on its own too, as ``neptune sync`` sends each as a run.
 """
 
 from __future__ import annotations
@@ -13,8 +18,13 @@ import json
 import os
 from typing import Any
 
+from tracklight._resumed import NEPTUNE_FROM, SDK_MARK
 from tracklight.runs._files import file_reader, mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo, last_step, last_time
+from tracklight.runs._superseded import merge
+
+#: The takeover step of a run that did not continue another.
+_NEVER = 2**62
 
 __all__ = ["NeptuneRun", "scan"]
 
@@ -29,6 +39,25 @@ class NeptuneRun(Run):
     def __init__(self, ref: str, path: str) -> None:
         super().__init__(ref, path)
         self._operations: list[dict[str, Any]] | None = None
+        self._earlier: list[NeptuneRun] | None = None
+
+    def earlier(self) -> list[NeptuneRun]:
+        """The offline runs this one continues (``tracklight/resumed_from``), oldest first; found once."""
+        with self._lock:
+            if self._earlier is None:
+                chain: list[NeptuneRun] = []
+                seen = {_container_id(self.path)}
+                current: NeptuneRun = self
+                while True:
+                    before = current.atoms().get(NEPTUNE_FROM)
+                    folder = _sibling(current.path, before) if isinstance(before, str) and before not in seen else None
+                    if folder is None:
+                        break
+                    seen.add(before)
+                    current = NeptuneRun(folder, folder)
+                    chain.insert(0, current)
+                self._earlier = chain
+            return self._earlier
 
     def operations(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -77,7 +106,7 @@ class NeptuneRun(Run):
         )
 
     def _sources(self) -> list[str]:
-        return [os.path.join(self.path, LOG)]
+        return [*(os.path.join(run.path, LOG) for run in self.earlier()), os.path.join(self.path, LOG)]
 
     def params(self) -> dict[str, Any]:
         found = {}
@@ -87,9 +116,14 @@ class NeptuneRun(Run):
                 if namespace in parts[:-1]:
                     found["/".join(parts[parts.index(namespace) + 1 :])] = value
                     break
-        return dict(sorted(found.items()))
+        earlier = {key: value for run in self.earlier() for key, value in run.params().items()}
+        return dict(sorted({**earlier, **found}.items()))
 
     def _read(self) -> dict[str, Points]:
+        runs = [*self.earlier(), self]
+        return merge([run._own_points() for run in runs], [_takeover(run.atoms()) for run in runs[1:]])
+
+    def _own_points(self) -> dict[str, Points]:
         columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
         for operation in self.operations():
             kind = operation.get("type")
@@ -123,6 +157,25 @@ class NeptuneRun(Run):
             elif operation.get("type") == "DeleteAttribute":
                 found.pop(path, None)
         return list(found.values())
+
+
+def _takeover(atoms: dict[str, Any]) -> int:
+    value = atoms.get(SDK_MARK)
+    return value if isinstance(value, int) and not isinstance(value, bool) else _NEVER
+
+
+def _sibling(folder: str, container_id: str) -> str | None:
+    """The offline run folder of ``container_id`` beside ``folder`` (``run__<container id>__<pid>__<random>``)."""
+    parent = os.path.dirname(os.path.normpath(folder))
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return None
+    for name in names:
+        path = os.path.join(parent, name)
+        if _container_id(path) == container_id and os.path.isfile(os.path.join(path, LOG)):
+            return path
+    return None
 
 
 def _container_id(folder: str) -> str | None:

@@ -10,7 +10,9 @@ file, so the first block holds the file header too.
 A run's steps are Lightning's ``trainer/global_step`` where the rows have it (tracklight's and Lightning's
 ``WandbLogger``), else W&B's own ``_step``; each point's time is its row's ``_timestamp``. Media are the
 files the history's media values point to (under the folder's ``files/``). A resumed run writes one folder
-per start; each is listed as its own run.
+per start (a segment): the run is listed once, at its newest segment, with every segment's points. A segment
+started with ``resume_from="<id>?_step=<n>"`` (W&B's rewind, what ``WandbLogger.load_state_dict`` does) records
+that branch point, and the earlier segments' rows after W&B's step ``n`` are left out, as W&B drops them.
 """
 
 from __future__ import annotations
@@ -18,14 +20,21 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from tracklight.params import flatten
 from tracklight.runs._files import file_reader, mtime
 from tracklight.runs._run import MediaFile, Points, Run, RunError, RunInfo, last_step, last_time
+from tracklight.runs._superseded import keep
+
+#: The takeover step of a segment that did not rewind: none of the earlier rows is superseded.
+_NEVER = 2**62
 
 __all__ = ["HEADER", "StoredArtifact", "StoredRun", "WandbRun", "payloads", "read_run", "read_runs", "records", "scan"]
 
@@ -117,6 +126,8 @@ class StoredRun:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     output: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    #: W&B's step this segment rewound the run to (``resume_from``); ``None`` when it did not.
+    branch_step: int | None = None
 
     def values(self, key: str) -> list[tuple[int | None, Any]]:
         """``(trainer/global_step, value)`` of every history row that has ``key``, in order."""
@@ -172,6 +183,8 @@ def read_run(path: str | os.PathLike[str]) -> StoredRun:
             run.run_id, run.project, run.display_name = body.run_id, body.project, body.display_name
             run.resume = bool(body.resume)
             run.start_time = body.start_time.seconds + body.start_time.nanos / 1e9
+            if body.HasField("branch_point") and body.branch_point.metric == "_step":
+                run.branch_step = int(body.branch_point.value)
             for item in body.config.update:
                 _set(run.config, item, json.loads(item.value_json))
         elif kind == "config":
@@ -237,20 +250,30 @@ _MEDIA_PATHS = ("path", "filenames")
 class WandbRun(Run):
     backend = "wandb"
 
-    def __init__(self, ref: str, folder: str, log_file: str) -> None:
+    def __init__(self, ref: str, folder: str, log_file: str, earlier: list[str] | None = None) -> None:
         super().__init__(ref, folder)
         self.log_file = log_file
+        #: The log files of the run's earlier segments (a resumed run), oldest first.
+        self.earlier = list(earlier or [])
         self._stored: StoredRun | None = None
+        self._segments: list[StoredRun] | None = None
 
     def stored(self) -> StoredRun:
-        """The decoded log file (read once)."""
+        """The decoded log file of the newest segment (read once)."""
+        return self.segments()[-1]
+
+    def segments(self) -> list[StoredRun]:
+        """Every segment's decoded log file, oldest first (read once)."""
         with self._lock:
-            if self._stored is None:
-                try:
-                    self._stored = read_run(self.log_file)
-                except ValueError as err:
-                    raise RunError(self.log_file, f"is damaged ({err})") from err
-            return self._stored
+            if self._segments is None:
+                found = []
+                for path in [*self.earlier, self.log_file]:
+                    try:
+                        found.append(read_run(path))
+                    except ValueError as err:
+                        raise RunError(path, f"is damaged ({err})") from err
+                self._segments = found
+            return self._segments
 
     def info(self) -> RunInfo:
         stored = self.stored()
@@ -269,44 +292,96 @@ class WandbRun(Run):
         )
 
     def params(self) -> dict[str, Any]:
-        return flatten(self.stored().config)
+        config: dict[str, Any] = {}
+        for segment in self.segments():
+            config.update(flatten(segment.config))
+        return config
 
     def _sources(self) -> list[str]:
-        return [self.log_file]
+        return [*self.earlier, self.log_file]
 
     def _read(self) -> dict[str, Points]:
-        columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
-        for row in self.stored().history:
-            step = row.get(_STEP_KEY, row.get("_step"))
-            stamp = row.get("_timestamp", float("nan"))
-            for key, value in row.items():
-                if key.startswith("_") or key == _STEP_KEY or isinstance(value, bool):
-                    continue
-                if isinstance(value, (int, float)):
-                    steps, values, times = columns.setdefault(key, ([], [], []))
-                    steps.append(int(step if step is not None else len(steps)))
-                    values.append(float(value))
-                    times.append(float(stamp))
-        return {key: Points.of(*column) for key, column in columns.items()}
+        segments = self.segments()
+        columns: dict[str, tuple[list[int], list[float], list[float], list[int], list[int]]] = {}
+        for index, segment in enumerate(segments):
+            for row in segment.history:
+                step = row.get(_STEP_KEY, row.get("_step"))
+                stamp = row.get("_timestamp", float("nan"))
+                own_step = int(row.get("_step", 0))
+                for key, value in row.items():
+                    if key.startswith("_") or key == _STEP_KEY or isinstance(value, bool):
+                        continue
+                    if isinstance(value, (int, float)):
+                        steps, values, times, owners, own_steps = columns.setdefault(key, ([], [], [], [], []))
+                        steps.append(int(step if step is not None else len(steps)))
+                        values.append(float(value))
+                        times.append(float(stamp))
+                        owners.append(index)
+                        own_steps.append(own_step)
+        # A segment that rewound the run drops the earlier rows after its W&B step; one that did not keeps them.
+        takeovers = [_NEVER if s.branch_step is None else s.branch_step for s in segments[1:]]
+        found = {}
+        for key, (steps, values, times, owners, own_steps) in columns.items():
+            points = Points.of(steps, values, times)
+            mask = keep(np.asarray(own_steps), np.asarray(owners), takeovers)
+            found[key] = points if mask.all() else Points(points.step[mask], points.value[mask], points.time[mask])
+        return found
 
     def media(self) -> list[MediaFile]:
-        files = os.path.join(self.path, "files")
         found: list[MediaFile] = []
-        for row in self.stored().history:
-            step = row.get(_STEP_KEY, row.get("_step"))
-            for key, value in row.items():
-                if not isinstance(value, dict) or "_type" not in value:
-                    continue
-                kind = str(value["_type"]).partition("-")[0].partition("/")[0].removesuffix("s")
-                paths = value.get("filenames") or ([value["path"]] if "path" in value else [])
-                for relative in paths:
-                    path = os.path.join(files, relative)
-                    if os.path.isfile(path):
-                        found.append(MediaFile(key, kind, step, os.path.basename(relative), file_reader(path)))
+        for segment in self.segments():
+            found.extend(_media(segment))
         return found
 
 
+def _media(segment: StoredRun) -> list[MediaFile]:
+    """One segment's media files, under its folder's ``files/``."""
+    files = os.path.join(segment.run_dir, "files")
+    found: list[MediaFile] = []
+    for row in segment.history:
+        step = row.get(_STEP_KEY, row.get("_step"))
+        for key, value in row.items():
+            if not isinstance(value, dict) or "_type" not in value:
+                continue
+            kind = str(value["_type"]).partition("-")[0].partition("/")[0].removesuffix("s")
+            paths = value.get("filenames") or ([value["path"]] if "path" in value else [])
+            for relative in paths:
+                path = os.path.join(files, relative)
+                if os.path.isfile(path):
+                    found.append(MediaFile(key, kind, step, os.path.basename(relative), file_reader(path)))
+    return found
+
+
 def scan(folder: str, names: set[str]) -> list[Run]:
-    """The offline W&B run in ``folder``, if it holds a ``run-<id>.wandb`` file."""
+    """The offline W&B run in ``folder``, if it holds a ``run-<id>.wandb`` file; a resumed run's earlier segments
+    (sibling folders of the same run id) are read with its newest one, and not listed on their own."""
     logs = sorted(name for name in names if name.startswith("run-") and name.endswith(".wandb"))
-    return [WandbRun(folder, folder, os.path.join(folder, logs[-1]))] if logs else []
+    if not logs:
+        return []
+    segments = _segment_files(folder, logs[-1])
+    if segments[-1] != os.path.join(folder, logs[-1]):
+        return []  # an earlier segment: listed with the newest one
+    return [WandbRun(folder, folder, segments[-1], segments[:-1])]
+
+
+def _segment_files(folder: str, log_name: str) -> list[str]:
+    """The log files of every segment of the run in ``folder``, oldest first: W&B names its folders
+    ``(offline-)run-<YYYYmmdd_HHMMSS>-<run id>``, with ``-<n>`` added when one of that name exists already."""
+    run_id = log_name.removeprefix("run-").removesuffix(".wandb")
+    parent = os.path.dirname(os.path.abspath(folder))
+    own = os.path.join(folder, log_name)
+    pattern = re.compile(rf"(?:offline-)?run-(\d{{8}}_\d{{6}})-{re.escape(run_id)}(?:-(\d+))?")
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return [own]
+    found: list[tuple[str, int, str]] = []
+    for name in names:
+        match = pattern.fullmatch(name)
+        path = os.path.join(parent, name, log_name)
+        if match and os.path.isfile(path):
+            found.append((match[1], int(match[2] or 0), path))
+    paths = [path for _, _, path in sorted(found)]
+    if os.path.abspath(own) not in {os.path.abspath(path) for path in paths}:
+        return [own]
+    return [own if os.path.abspath(path) == os.path.abspath(own) else path for path in paths]
