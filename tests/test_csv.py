@@ -78,7 +78,9 @@ def test_constructor_has_lightnings_arguments_and_defaults() -> None:
         signature = inspect.signature(cls)
         return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
 
-    assert parameters(CSVLogger) == parameters(LightningCSVLogger)
+    # Lightning's arguments, in order, and tracklight's one more: continue_run (docs/resume.md), keyword-only.
+    continue_run = ("continue_run", inspect.Parameter.KEYWORD_ONLY, True)
+    assert parameters(CSVLogger) == [*parameters(LightningCSVLogger), continue_run]
     assert CSVLogger.LOGGER_JOIN_CHAR == LightningCSVLogger.LOGGER_JOIN_CHAR == "-"
 
 

@@ -146,6 +146,7 @@ def _short_trainers(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.filterwarnings("ignore:CSVLogger cannot display")  # what the media pages show CSV doing
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # the CSV page's resume
 @pytest.mark.filterwarnings("ignore:Info \\(NVML\\)")  # Neptune's hardware metrics, on a machine without a GPU
+@pytest.mark.filterwarnings("ignore:.*were moved to .*superseded")  # the resume page's one warning, on purpose
 def test_block_runs(block: Block, docs_env: None, tmp_path: Path) -> None:
     chain = block.chain()
     namespace: dict[str, Any] = {"__name__": "__docs__"}

@@ -171,9 +171,12 @@ def make_trainer(root: Path, logger: Any, **overrides: Any) -> Trainer:
 
 
 def test_constructor_takes_lightnings_arguments_with_the_same_defaults() -> None:
-    ours = inspect.signature(TensorBoardLogger.__init__).parameters
+    ours = dict(inspect.signature(TensorBoardLogger.__init__).parameters)
     theirs = inspect.signature(LightningTensorBoardLogger.__init__).parameters
 
+    # Lightning's arguments, and tracklight's one more: continue_run (docs/resume.md), keyword-only.
+    continue_run = ours.pop("continue_run")
+    assert (continue_run.kind, continue_run.default) == (inspect.Parameter.KEYWORD_ONLY, True)
     assert list(ours) == list(theirs)
     assert {name: p.default for name, p in ours.items()} == {name: p.default for name, p in theirs.items()}
     assert {name: p.kind for name, p in ours.items()} == {name: p.kind for name, p in theirs.items()}

@@ -6,6 +6,9 @@ classes are ABCs, so tracklight's classes are registered as virtual subclasses o
 Lightning is already imported, otherwise right after its ``loggers`` module is imported. Lightning's
 ``ExperimentWriter`` (what ``CSVLogger.experiment`` returns) is no ABC: it becomes a base of
 ``CSVExperiment`` at the same moment.
+
+When Lightning's ``trainer.trainer`` module is imported, its ``Trainer`` gets the resume hook of
+:mod:`tracklight._lightning_resume` (continue each logger's run when ``fit`` resumes from a checkpoint).
 """
 
 from __future__ import annotations
@@ -25,8 +28,21 @@ LIGHTNING_LOGGER_MODULES = (
     "lightning_fabric.loggers",
 )
 
+#: Lightning modules whose ``Trainer`` gets tracklight's resume hook (:mod:`tracklight._lightning_resume`).
+LIGHTNING_TRAINER_MODULES = ("lightning.pytorch.trainer.trainer", "pytorch_lightning.trainer.trainer")
+
 _lock = threading.Lock()
 _waiting: set[str] = set()
+
+
+def _adopt(module: ModuleType) -> None:
+    """What tracklight does with a waited-for Lightning module once it is imported."""
+    if module.__name__ in LIGHTNING_TRAINER_MODULES:
+        from tracklight._lightning_resume import patch_trainer
+
+        patch_trainer(module)
+    else:
+        register_with(module)
 
 
 def register_with(module: ModuleType) -> None:
@@ -66,10 +82,10 @@ def _adopt_experiment_writer(csv_logs: ModuleType | None) -> None:
 def install() -> None:
     """Register now with the Lightning modules already imported, and later with the others."""
     with _lock:
-        for name in LIGHTNING_LOGGER_MODULES:
+        for name in LIGHTNING_LOGGER_MODULES + LIGHTNING_TRAINER_MODULES:
             module = sys.modules.get(name)
             if module is not None:
-                register_with(module)
+                _adopt(module)
             else:
                 _waiting.add(name)
         if _waiting and not any(isinstance(finder, _AfterImport) for finder in sys.meta_path):
@@ -106,7 +122,7 @@ class _RegisteringLoader(importlib.abc.Loader):
         self._loader.exec_module(module)
         with _lock:
             _waiting.discard(module.__name__)
-        register_with(module)
+        _adopt(module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)

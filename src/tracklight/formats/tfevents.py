@@ -14,6 +14,7 @@ import collections
 import contextlib
 import math
 import os
+import re
 import socket
 import struct
 import time
@@ -154,6 +155,12 @@ def encode_file_version(wall_time: float) -> bytes:
     return b"\x09" + _pack_double(wall_time) + b"\x1a" + varint(len(version)) + version
 
 
+def encode_session_start(step: int, wall_time: float) -> bytes:
+    """``Event{wall_time, step, session_log{status: START}}``: TensorBoard's readers drop the events of the run read
+    before it whose step is ``step`` or more (what ``SummaryWriter(purge_step=...)`` writes)."""
+    return b"\x09" + _pack_double(wall_time) + b"\x10" + varint(step) + b"\x3a\x02\x08\x01"
+
+
 def frame(event: bytes) -> bytes:
     """A TFRecord: length, masked CRC of the length, data, masked CRC of the data."""
     size = len(event)
@@ -170,6 +177,31 @@ def event_file_name(directory: str) -> str:
     return os.path.join(
         directory, f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.tracklight"
     )
+
+
+_STAMP = re.compile(r"tfevents\.(\d{10})")
+
+
+def write_purge_file(directory: str, purge_step: int) -> str:
+    """A small event file that makes TensorBoard drop what the files before it hold at ``purge_step`` or later.
+
+    TensorBoard reads a folder's event files in name order, and a ``SessionLog.START`` event purges the steps from
+    its own onwards among the events read so far. So the file must sort after every file already there and before
+    every file this process writes next: its name carries a timestamp newer than theirs (waiting for the next
+    second if one was made this second) and ``-`` where other names have a host name, which sorts first.
+    """
+    newest = max((int(found.group(1)) for name in os.listdir(directory) if (found := _STAMP.search(name))), default=0)
+    wait = newest + 1 - time.time()
+    if 0 < wait <= 2:  # a file of this very second (a restart within it): only a later second sorts after it
+        time.sleep(wait)
+    path, fd = _create(os.path.join(directory, f"events.out.tfevents.{int(time.time()):010d}.-resume.{os.getpid()}"))
+    try:
+        now = time.time()
+        _append(fd, frame(encode_file_version(now)) + frame(encode_session_start(purge_step, now)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
 
 
 class EventFile:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracklight._errors import UnsafePathError
+from tracklight._errors import UnsafePathError, warn
 from tracklight._fs import claim_next_version, leaves_its_folder, next_version
 from tracklight._rank import global_rank
 from tracklight.loggers._starting import start_lock
@@ -26,6 +27,10 @@ class VersionedDirLogger(Logger):
     A ``save_dir`` that is a URL (``s3://bucket/logs``) keeps the same layout in its object store:
     ``log_dir`` is a URL, and the writers write into :meth:`_local_dir`, a staging folder that
     :mod:`tracklight.remote` uploads in the background.
+
+    Resume (docs/resume.md): :meth:`state_dict` names the version and the last step logged; :meth:`load_state_dict`
+    before the run starts makes the logger continue that version, and the writers set aside what the earlier
+    process logged past that step when they open the folder (:meth:`_take_resume`).
     """
 
     def __init__(
@@ -34,7 +39,15 @@ class VersionedDirLogger(Logger):
         name: str | None = "lightning_logs",
         version: int | str | None = None,
         sub_dir: str | os.PathLike[str] | None = None,
+        continue_run: bool = True,
     ) -> None:
+        self._continue_run = continue_run
+        self._explicit_version = version is not None
+        self._version_claimed = False  # the version was chosen here (a folder claimed): the run started
+        self._last_step: int | None = None
+        self._resume_pending = False
+        self._resume_last_step: int | None = None
+        self._continued = False  # load_state_dict made this logger continue an earlier run
         self._save_dir = local_path(os.fspath(save_dir))
         self._name = _inside_save_dir("name", name or "", self._save_dir)
         self._version = version
@@ -61,6 +74,7 @@ class VersionedDirLogger(Logger):
         if self._version is None:
             root = os.path.expanduser(os.path.expandvars(self._versions_dir))  # where log_dir will be: "~" expanded
             self._version = claim_next_version(root) if global_rank() == 0 else next_version(root)
+            self._version_claimed = True
             if self._remote and global_rank() == 0:
                 self._open_remote(claimed=True)
         elif self._remote and self._remote_run is None and global_rank() == 0:
@@ -126,6 +140,78 @@ class VersionedDirLogger(Logger):
         """At ``finalize``: wait (bounded) for the upload of everything written, and say what is left."""
         if self._remote_run is not None:
             self._remote_run.finish()
+
+    # ---- resume ------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"logger", "name", "version", "last_step"}``: the version folder this run writes and the largest step
+        logged so far (None before the first). Asking for it chooses the version if nothing did yet."""
+        return {"logger": type(self).__name__, "name": self.name, "version": self.version, "last_step": self._last_step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the version ``state`` names; what was logged there past ``state["last_step"]`` is set aside when
+        this logger first writes. See :meth:`tracklight.loggers.Logger.load_state_dict` for the rules."""
+        if not self._continue_run:
+            return
+        kind = type(self).__name__
+        if self._run_started():
+            warn(
+                f"{kind}.load_state_dict() was called after the run started (it writes version {self._version!r}); "
+                "nothing changes. Load the state before the logger's first log call or its first use by the Trainer."
+            )
+            return
+        problem = self._unusable(state)
+        if problem is not None:
+            warn(f"{kind} cannot continue the run in the state it was given: {problem}. It starts a new run.")
+            return
+        version = state["version"]
+        if self._explicit_version and self._version != version:
+            return  # the version given to the constructor wins; the state describes another run
+        self._version = version
+        last_step = state.get("last_step")
+        self._continued = True
+        self._resume_pending = True
+        self._resume_last_step = last_step
+        if last_step is not None and (self._last_step is None or last_step > self._last_step):
+            self._last_step = last_step
+
+    def _unusable(self, state: Any) -> str | None:
+        """Why ``state`` cannot be continued by this logger, or None."""
+        if not isinstance(state, Mapping):
+            return f"it is a {type(state).__name__}, not the dict state_dict() returns"
+        if state.get("logger") != type(self).__name__:
+            return f"it is the state of a {state.get('logger')!r}, not of a {type(self).__name__}"
+        version = state.get("version")
+        if isinstance(version, bool) or not isinstance(version, (int, str)):
+            return f"its 'version' is {version!r}, not an int or a folder name"
+        if isinstance(version, str) and leaves_its_folder(os.path.expandvars(version)):
+            return f"its 'version' {version!r} would lead out of save_dir"
+        last_step = state.get("last_step")
+        if last_step is not None and (isinstance(last_step, bool) or not isinstance(last_step, int)):
+            return f"its 'last_step' is {last_step!r}, not an int or None"
+        if "name" in state and state["name"] != self.name:
+            return f"it is a run of the experiment {state['name']!r}, and this logger writes {self.name!r}"
+        if not self._remote and not (self._explicit_version and self._version == version):
+            folder = os.path.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+            if not os.path.isdir(os.path.expandvars(os.path.expanduser(folder))):
+                return f"its folder {folder} is gone"
+        return None
+
+    def _continues_step_zero(self) -> bool:
+        """Whether this logger continues a run whose values at step 0 are kept (not superseded)."""
+        return self._continued and self._resume_last_step is not None and self._resume_last_step >= 0
+
+    def _run_started(self) -> bool:
+        """Whether this logger chose its version or opened its writers (then a state can no longer move it)."""
+        return self._version_claimed or self._writers_open()
+
+    def _writers_open(self) -> bool:
+        return False
+
+    def _take_resume(self) -> tuple[bool, int | None]:
+        """``(True, last_step)`` once, the first time a writer opens the folder of a continued run."""
+        pending, self._resume_pending = self._resume_pending, False
+        return pending, self._resume_last_step
 
     def __getstate__(self) -> dict[str, Any]:
         # Resolve the version before pickling (ddp_spawn) so every process writes to the same directory.

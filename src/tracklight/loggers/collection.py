@@ -9,6 +9,7 @@ from typing import Any
 from tracklight import media
 from tracklight._errors import InvalidMetricError, TracklightError, warn
 from tracklight._metrics import check_step
+from tracklight.loggers import _resume
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 
 __all__ = ["LoggerCollection"]
@@ -167,6 +168,21 @@ class LoggerCollection(Logger):
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         self._each("after_save_checkpoint", checkpoint_callback)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"logger": "LoggerCollection", "loggers": [...]}``: one entry per held logger, in order."""
+        return {"logger": type(self).__name__, "loggers": _resume.states_of(self._loggers)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Give each held logger its entry (matched by class, in order); one that cannot use it warns."""
+        states = state.get("loggers") if isinstance(state, Mapping) else None
+        if not isinstance(states, list):
+            warn(
+                f"LoggerCollection.load_state_dict got {type(state).__name__} without a 'loggers' list; every "
+                "logger of the collection starts a new run. Pass the collection's own state_dict()."
+            )
+            return
+        _resume.load_into(self._loggers, states)
 
     def log_image(self, key: str, images: Any, step: int | None = None, **kwargs: Any) -> None:
         self._each("log_image", key, images, step, **kwargs)

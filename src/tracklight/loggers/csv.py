@@ -8,8 +8,10 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
+from tracklight._errors import warn
 from tracklight._metrics import check_step, to_numbers
 from tracklight._rank import rank_zero_only
+from tracklight.formats.csv_resume import set_aside_rows_after
 from tracklight.formats.csv_table import CSVTable
 from tracklight.loggers._versioned import VersionedDirLogger
 from tracklight.loggers.logger import rank_zero_experiment
@@ -108,6 +110,10 @@ class CSVLogger(VersionedDirLogger):
         version: ``int`` for ``version_N``, ``str`` for a named directory, ``None`` for the next free one.
         prefix: Put at the start of every metric key, joined with ``-``.
         flush_logs_every_n_steps: Write buffered rows at least this often (and at least once a second).
+        continue_run: Continue the run of a state given to :meth:`load_state_dict` (which Lightning's Trainer
+            does when ``fit`` resumes from a checkpoint): the same ``version_N`` folder, with the rows the earlier
+            process wrote past that state's step moved to ``metrics.superseded.csv``. ``False``: always a new
+            version, as Lightning's ``CSVLogger`` does. See docs/resume.md.
 
     Example:
         >>> import tempfile
@@ -128,8 +134,10 @@ class CSVLogger(VersionedDirLogger):
         version: int | str | None = None,
         prefix: str = "",
         flush_logs_every_n_steps: int = 100,
+        *,
+        continue_run: bool = True,
     ) -> None:
-        super().__init__(save_dir, name, version)
+        super().__init__(save_dir, name, version, continue_run=continue_run)
         self._prefix = prefix
         self._flush_logs_every_n_steps = max(1, int(flush_logs_every_n_steps))
         self._experiment: CSVExperiment | None = None
@@ -142,7 +150,11 @@ class CSVLogger(VersionedDirLogger):
         if self._experiment is None:
             with _creating:
                 if self._experiment is None:
-                    experiment = CSVExperiment(self._local_dir())
+                    directory = self._local_dir()
+                    resuming, last_step = self._take_resume()
+                    if resuming:
+                        _set_aside_superseded(os.path.join(directory, CSVExperiment.NAME_METRICS_FILE), last_step)
+                    experiment = CSVExperiment(directory)
                     if self._remote_run is not None:  # a full staging disk: the uploader takes them from memory
                         self._remote_run.mirror.add_source(CSVExperiment.NAME_METRICS_FILE, experiment.table)
                         self._remote_run.mirror.add_source(CSVExperiment.NAME_HPARAMS_FILE, experiment.hparams_file)
@@ -153,6 +165,8 @@ class CSVLogger(VersionedDirLogger):
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         experiment = self.experiment
         experiment._add_row(to_numbers(metrics, self._prefix, self.LOGGER_JOIN_CHAR), step)
+        if step is not None and (self._last_step is None or step > self._last_step):
+            self._last_step = int(step)
         self._calls += 1
         if self._calls % self._flush_logs_every_n_steps == 0:
             self.save()  # through the logger, as in Lightning: a subclass that overrides save() sees it
@@ -178,7 +192,21 @@ class CSVLogger(VersionedDirLogger):
         if self._experiment is not None:  # rows no disk took: held (and uploaded from memory?) or dropped
             self._experiment.table.report("finalize")
 
+    def _writers_open(self) -> bool:
+        return self._experiment is not None
+
     def _state_for_pickle(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_experiment"] = None
         return state
+
+
+def _set_aside_superseded(path: str, last_step: int | None) -> None:
+    """Move the rows past ``last_step`` aside; a failure is said once and the run goes on (appending after them)."""
+    try:
+        set_aside_rows_after(path, last_step)
+    except OSError as err:
+        warn(
+            f"Could not move the rows past step {last_step} of {path} aside ({err}); the resumed run appends after "
+            "them, so those steps may show twice. Free space or fix permissions in the run folder to avoid it."
+        )

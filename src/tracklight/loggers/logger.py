@@ -94,6 +94,30 @@ class Logger(ABC):
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Called by Lightning after a ``ModelCheckpoint`` saved a checkpoint."""
 
+    # ---- resume: continue the same run after a restart (docs/resume.md) ---------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a restarted process needs to continue this run: plain data (str, int, float, bool, None, lists,
+        dicts), JSON-serialisable, cheap, never waiting on a network.
+
+        A backend returns ``"logger"`` (its class name), the run's identity (``"version"`` for CSV and
+        TensorBoard; the remote backends' run ids) and ``"last_step"`` (the largest step logged so far, or
+        None). Lightning's Trainer stores it in every checkpoint (``checkpoint["tracklight"]``); Fabric's
+        ``fabric.save(path, {"logger": logger})`` stores it too. The base class has nothing to continue: ``{}``.
+        """
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the run ``state`` (from :meth:`state_dict`) describes, before this logger's run starts.
+
+        When the run starts, the logger continues that run, and what the earlier process logged at steps
+        greater than ``state["last_step"]`` is superseded by this process's values for those steps. Called
+        after the run started: one warning, nothing changes. An id given to the constructor (``version=``,
+        ``run_id=``...) wins over the state; ``continue_run=False`` ignores it. A state the logger cannot use
+        (another logger's, missing keys, the run gone) gives one warning and a new run; it never raises.
+        The base class does nothing.
+        """
+
     # ---- one media API: convert here, write in the backend's ``_write_*`` hooks ---------------------------
 
     @rank_zero_only

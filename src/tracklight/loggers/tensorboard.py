@@ -16,7 +16,7 @@ from tracklight._imports import is_available, is_instance_by_name, require
 from tracklight._metrics import are_plain, check_step, to_number
 from tracklight._rank import rank_zero_only
 from tracklight.formats.tb_hparams import hparams_summaries
-from tracklight.formats.tfevents import EventFile, SummaryLayout
+from tracklight.formats.tfevents import EventFile, SummaryLayout, write_purge_file
 from tracklight.loggers._starting import start_lock
 from tracklight.loggers._versioned import VersionedDirLogger
 from tracklight.loggers.logger import rank_zero_experiment
@@ -51,6 +51,10 @@ class TensorBoardLogger(VersionedDirLogger):
             tab shows them before any real metric is linked.
         prefix: Put at the start of every metric key, joined with ``-``.
         sub_dir: A sub-directory of the version directory to write into.
+        continue_run: Continue the run of a state given to :meth:`load_state_dict` (which Lightning's Trainer
+            does when ``fit`` resumes from a checkpoint): the same ``version_N`` folder, with a purge record that makes
+            TensorBoard drop what the earlier process logged past that state's step. ``False``: always a new
+            version, as Lightning's ``TensorBoardLogger`` does. See docs/resume.md.
         \**kwargs: Passed to ``SummaryWriter`` (for example ``flush_secs``, ``max_queue``).
 
     Example:
@@ -73,6 +77,8 @@ class TensorBoardLogger(VersionedDirLogger):
         default_hp_metric: bool = True,
         prefix: str = "",
         sub_dir: str | os.PathLike[str] | None = None,
+        *,
+        continue_run: bool = True,
         **kwargs: Any,
     ) -> None:
         if not is_available("tensorboard"):
@@ -80,7 +86,7 @@ class TensorBoardLogger(VersionedDirLogger):
                 "TensorBoardLogger needs the 'tensorboard' package. "
                 "Install it with: pip install 'tracklight[tensorboard]'"
             )
-        super().__init__(save_dir, name, version, sub_dir)
+        super().__init__(save_dir, name, version, sub_dir, continue_run=continue_run)
         self._log_graph = log_graph
         self._default_hp_metric = default_hp_metric
         self._prefix = prefix
@@ -111,6 +117,7 @@ class TensorBoardLogger(VersionedDirLogger):
             tensorboard = require("torch.utils.tensorboard", "tensorboard")
             directory = self._local_dir()
             os.makedirs(directory, exist_ok=True)
+            self._purge_superseded(directory)
             self._experiment = tensorboard.SummaryWriter(log_dir=directory, **self._kwargs)
         return self._experiment
 
@@ -118,6 +125,8 @@ class TensorBoardLogger(VersionedDirLogger):
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         check_step(metrics, step)  # an int64 step: TensorBoard's Event.step would wrap a larger one around
         step = 0 if step is None else int(step)
+        if self._last_step is None or step > self._last_step:
+            self._last_step = step
         values = list(metrics.values())
         if not are_plain(values):
             if any(isinstance(value, Mapping) for value in values):
@@ -154,7 +163,9 @@ class TensorBoardLogger(VersionedDirLogger):
         warn_conversions(notes, type(self).__name__)
         self._hparams().update(clean)
         if metrics is None:
-            metrics = {"hp_metric": -1} if self._default_hp_metric else None
+            # A continued run has its placeholder at step 0 already (kept: it is before the resume step); a
+            # second one would show step 0 twice.
+            metrics = {"hp_metric": -1} if self._default_hp_metric and not self._continues_step_zero() else None
         elif not isinstance(metrics, Mapping):
             metrics = {"hp_metric": metrics}
         if not metrics:
@@ -298,11 +309,35 @@ class TensorBoardLogger(VersionedDirLogger):
         events = self._events.get(run)
         if events is None:
             directory = self._local_dir()
+            self._purge_superseded(directory)
             # On an object store a file that changed is uploaded whole: scalars go up in bounded segments.
             max_bytes = _remote_segment_bytes() if self._remote else None
             events = EventFile(os.path.join(directory, run) if run else directory, max_bytes)
             self._events[run] = events
         return events
+
+    def _purge_superseded(self, directory: str) -> None:
+        """Once, when a continued run first opens its folder: a purge record in it and in each sub-run folder that
+        holds events, so TensorBoard drops what the earlier process logged past the step this run resumed from."""
+        resuming, last_step = self._take_resume()
+        if not resuming:
+            return
+        purge_step = 0 if last_step is None else last_step + 1
+        folders = [directory]
+        with contextlib.suppress(OSError):
+            folders += sorted(entry.path for entry in os.scandir(directory) if entry.is_dir(follow_symlinks=False))
+        for folder in folders:
+            try:
+                if any(name.startswith("events.out.tfevents.") for name in os.listdir(folder)):
+                    write_purge_file(folder, purge_step)
+            except OSError as err:
+                warn(
+                    f"Could not write TensorBoard's purge record into {folder} ({err}); TensorBoard may show the "
+                    f"steps from {purge_step} on twice there (the earlier process's and this run's)."
+                )
+
+    def _writers_open(self) -> bool:
+        return self._experiment is not None or bool(self._events)
 
     def _start_new_writer_file_if_large(self) -> None:
         """Close the writer once its event file passed the segment size (a run on an object store): its next

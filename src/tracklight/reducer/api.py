@@ -212,6 +212,26 @@ class MetricReducer:
         store.reset()
         return to_floats(logged)
 
+    # ---- resume: fabric.save / fabric.load ----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counters a resumed loop continues from: ``global_step`` and ``current_epoch`` (plain ints), so
+        ``fabric.save(path, {"reducer": reducer, ...})`` and ``fabric.load`` go on at the same step."""
+        return {"global_step": self.global_step, "current_epoch": self.current_epoch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s counters; call it between epochs (values being reduced stay as
+        they are)."""
+        for key in ("global_step", "current_epoch"):
+            value = state.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise LoggingMisuseError(
+                    f"MetricReducer.load_state_dict: {key!r} is {value!r}, not a count of 0 or more. Pass the dict "
+                    "MetricReducer.state_dict() returned."
+                )
+        self.global_step = state["global_step"]
+        self.current_epoch = state["current_epoch"]
+
     # ---- log -------------------------------------------------------------------------------------------
 
     def log(

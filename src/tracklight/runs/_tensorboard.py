@@ -3,7 +3,9 @@
 newer tensor scalars of the ``scalars`` plugin; images become media files).
 
 All event files of the folder make one run (tracklight writes its scalars and ``SummaryWriter``'s media into
-separate files), read in name order, which is the order they were started. Hyperparameters come from the
+separate files), read in name order, which is the order they were started. A ``SessionLog.START`` record (a
+resumed run's purge, or ``SummaryWriter(purge_step=...)``) drops the points read before it at its step or later,
+as TensorBoard does, so a resumed run shows each step once. Hyperparameters come from the
 ``hparams.yaml`` beside them (Lightning's layout), else from the HPARAMS plugin's data when TensorBoard is
 installed to decode it. The decoding itself is :mod:`tracklight.runs._tfrecord` (no TensorBoard needed).
 """
@@ -64,11 +66,16 @@ class TensorBoardRun(Run):
             for tag, parts in decoded.scalars.items():
                 for order, step, wall, value in parts:
                     merged.setdefault(tag, []).append((np.full(len(order), number), order, step, wall, value))
+        purges = [(number, order, step) for number, d in enumerate(self._files()) for order, step in d.purges]
         found = {}
         for tag, parts in merged.items():
             files, order, step, wall, value = (np.concatenate(column) for column in zip(*parts, strict=False))
             sort = np.lexsort((order, files))
-            found[tag] = Points.of(step[sort], value[sort], wall[sort])
+            files, order, step, wall, value = files[sort], order[sort], step[sort], wall[sort], value[sort]
+            if purges:
+                keep = _not_purged(files, order, step, purges)
+                files, order, step, wall, value = files[keep], order[keep], step[keep], wall[keep], value[keep]
+            found[tag] = Points.of(step, value, wall)
         return found
 
     def media(self) -> list[MediaFile]:
@@ -86,6 +93,17 @@ class TensorBoardRun(Run):
             if self._decoded is None:
                 self._decoded = [_decode_file(path) for path in self.event_files()]
             return self._decoded
+
+
+def _not_purged(files: np.ndarray, order: np.ndarray, step: np.ndarray, purges: list[tuple[int, int, int]]) -> Any:
+    """Which points survive the run's ``SessionLog.START`` records, as TensorBoard applies them: each drops the
+    points read before it (earlier files, or earlier in its file) at its step or later. A resumed run's purge
+    record is how each step is shown once."""
+    keep = np.ones(len(step), dtype=bool)
+    for number, position, purge_step in purges:
+        before = (files < number) | ((files == number) & (order < position))
+        keep &= ~(before & (step >= purge_step))
+    return keep
 
 
 def _decode_file(path: str) -> _tfrecord.Decoded:

@@ -106,6 +106,9 @@ class Decoded:
     images: list[tuple[str, int, float, bytes]] = field(default_factory=list)
     hparams_content: list[bytes] = field(default_factory=list)
     plugins: dict[str, str] = field(default_factory=dict)  # tag -> plugin, from the first value that said
+    #: ``(record index, step)`` of each ``SessionLog.START``: TensorBoard drops the events read before it at that
+    #: step or later (a restarted run's purge).
+    purges: list[tuple[int, int]] = field(default_factory=list)
 
     def add(self, tag: str, order: Any, step: Any, wall: Any, value: Any) -> None:
         self.scalars.setdefault(tag, []).append(
@@ -240,7 +243,7 @@ def _take(out: Decoded, rows: np.ndarray, order: np.ndarray, layout: _Layout) ->
 
 def _one(out: Decoded, data: bytes, start: int, end: int, index: int) -> None:
     """Decode one record field by field (events that are not plain scalars, or the odd one out)."""
-    wall, step = 0.0, 0
+    wall, step, session_start = 0.0, 0, False
     values: list[tuple[int, int]] = []
     try:
         for number, wire, a, b in _fields(data, start, end):
@@ -250,10 +253,21 @@ def _one(out: Decoded, data: bytes, start: int, end: int, index: int) -> None:
                 step = _signed(_varint_at(data, b)[0])
             elif number == 5 and wire == 2:
                 values.extend((c, d) for value_number, value_wire, c, d in _fields(data, a, b) if value_number == 1)
+            elif number == 7 and wire == 2 and _is_session_start(data, a, b):
+                session_start = True
         for c, d in values:
             _value(out, data, c, d, index, step, wall)
+        if session_start:  # after the loop: the step may come after the session log in the record
+            out.purges.append((index, step))
     except (IndexError, ValueError, struct.error) as err:
         raise DamagedRecord(f"the record at byte {start - _HEADER} is not a TensorBoard event ({err})") from err
+
+
+def _is_session_start(data: bytes, start: int, end: int) -> bool:
+    """Whether a ``SessionLog`` holds ``status: START`` (1)."""
+    return any(
+        number == 1 and wire == 0 and _varint_at(data, b)[0] == 1 for number, wire, a, b in _fields(data, start, end)
+    )
 
 
 def _value(out: Decoded, data: bytes, start: int, end: int, index: int, step: int, wall: float) -> None:
