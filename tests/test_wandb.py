@@ -437,9 +437,9 @@ def test_media_api_maps_to_wandb_types(tmp_path):
 
 
 def test_audio_is_kept_as_wav_files_when_wandb_cannot_log_it(tmp_path, monkeypatch):
-    from tracklight.loggers import _wandb_media
+    from tracklight.loggers.wandb import media
 
-    monkeypatch.setattr(_wandb_media, "can_log_audio", lambda: False)  # soundfile missing
+    monkeypatch.setattr(media, "can_log_audio", lambda: False)  # soundfile missing
     logger = WandbLogger(save_dir=tmp_path, offline=True)
     with (
         pytest.warns(UserWarning, match="pip install soundfile"),
