@@ -403,7 +403,7 @@ def test_a_checkpoints_score_keeps_its_type(tmp_path: Path) -> None:
     import torch
     import yaml
 
-    from tracklight.loggers._mlflow_artifacts import ArtifactStager
+    from tracklight.loggers.mlflow.artifacts import ArtifactStager
 
     class Callback:  # what ModelCheckpoint exposes, with an integer score
         best_model_path = last_model_path = str(tmp_path / "epoch=0.ckpt")

@@ -28,8 +28,8 @@ from _comet_neptune_readers import (
 )
 from tracklight import TracklightWarning
 from tracklight.loggers import DummyExperiment
-from tracklight.loggers._neptune_steps import SeriesSteps
 from tracklight.loggers.neptune import NeptuneArgumentError, NeptuneLogger
+from tracklight.loggers.neptune.steps import SeriesSteps
 
 QUIET = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False}
 

@@ -16,8 +16,8 @@ import pytest
 
 from _comet_neptune_readers import neptune_runs, refuse_network, stop_started_runs
 from tracklight import TracklightWarning, runs
-from tracklight.loggers._neptune_resume import with_id
 from tracklight.loggers.neptune import NeptuneLogger
+from tracklight.loggers.neptune.resume import with_id
 
 QUIET = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False}
 

@@ -16,7 +16,7 @@ do) gets each item on the calling thread before the logging call returns, with n
 suite's ``assert_called_with`` right after ``log_metrics`` holds as it does with Lightning's loggers, and its
 thread checks find nothing left behind; a mock does no I/O, so a worker would gain nothing.
 
-Each backend's sink (``_wandb_sink``, ``_comet_sink``, ``_neptune_sink``) subclasses :class:`SdkSink` and
+Each backend's sink (``wandb.sink``, ``comet.sink``, ``neptune.sink``) subclasses :class:`SdkSink` and
 says how one item is handed to its SDK.
 """
 

@@ -107,10 +107,10 @@ class CometWriter:
         self.project = project
 
     def write(self, source: Source, progress: Progress) -> Exported:
-        from tracklight.loggers import _comet_config
+        from tracklight.loggers.comet import config as comet_config
 
         os.environ.setdefault("COMET_LOGGING_CONSOLE", "WARNING")  # its "to upload, run..." lines: the report says
-        comet_ml = _comet_config.import_comet(offline=True)
+        comet_ml = comet_config.import_comet(offline=True)
         os.makedirs(self.root, exist_ok=True)
         config = comet_ml.ExperimentConfig(
             name=source.name,
@@ -127,7 +127,7 @@ class CometWriter:
             log_git_patch=False,
             display_summary_level=0,
         )
-        with _environment(COMET_START_ONLINE="0"), _comet_config.no_network_probes(comet_ml):
+        with _environment(COMET_START_ONLINE="0"), comet_config.no_network_probes(comet_ml):
             experiment = comet_ml.start(project=self.project, online=False, experiment_config=config)
         key = experiment.get_key()
         done = Exported(source.run.ref, "", params=len(source.params))

@@ -15,13 +15,13 @@ from tracklight._imports import is_available, require
 from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
-from tracklight.loggers import _wandb_media as wandb_media
+from tracklight.loggers.wandb import media as wandb_media
 from tracklight.loggers._remote_resume import ResumeState, next_last_step
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery
 from tracklight.loggers._starting import starts_once
-from tracklight.loggers._wandb_media_api import WandbMediaLogger
-from tracklight.loggers._wandb_resume import check, init_run, wandb_step
-from tracklight.loggers._wandb_sink import WandbSink, run_folder, wait_until_closed
+from tracklight.loggers.wandb.artifacts import OFFLINE_MODES, WandbArtifactLogger
+from tracklight.loggers.wandb.resume import check, init_run, wandb_step
+from tracklight.loggers.wandb.sink import WandbSink, run_folder, wait_until_closed
 from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import nan_as_text, sanitize, warn_conversions
 
@@ -30,11 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = ["WandbLogger", "wait_until_closed"]
 
-_OFFLINE_MODES = ("offline", "dryrun")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
-class WandbLogger(WandbMediaLogger):
+class WandbLogger(WandbArtifactLogger):
     r"""Log to a `Weights & Biases <https://wandb.ai>`_ run, online or offline.
 
     Takes Lightning's ``WandbLogger`` arguments and keeps its helpers (``log_image``, ``log_text``,
@@ -263,8 +262,8 @@ class WandbLogger(WandbMediaLogger):
     def _is_offline(self) -> bool:
         run = self._experiment
         if run is not None:
-            return getattr(getattr(run, "settings", None), "mode", None) in _OFFLINE_MODES
-        return self._init_arguments().get("mode") in _OFFLINE_MODES
+            return getattr(getattr(run, "settings", None), "mode", None) in OFFLINE_MODES
+        return self._init_arguments().get("mode") in OFFLINE_MODES
 
     # ---- metrics and hyperparameters ---------------------------------------------------------------------
 
@@ -332,89 +331,6 @@ class WandbLogger(WandbMediaLogger):
         check(self._resume, self._id, self._project)
         if self._resume.state is not None:
             self._id = self._wandb_init["id"] = self._resume.state["id"]
-
-    # ---- models and artifacts ----------------------------------------------------------------------------
-
-    def watch(self, model: Any, log: str | None = "gradients", log_freq: int = 100, log_graph: bool = True) -> None:
-        """Log the model's gradients and/or parameters as histograms every ``log_freq`` steps (``wandb.watch``)."""
-        self.experiment.watch(model, log=log, log_freq=log_freq, log_graph=log_graph)
-
-    @rank_zero_only
-    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
-        """``log_model="all"`` (or ``True`` with ``save_top_k=-1``) logs each checkpoint as it is saved;
-        ``log_model=True`` logs the callback's checkpoints once, at ``finalize``, as Lightning does."""
-        if not self._log_model:
-            return
-        if checkpoints.logs_every_save(self._log_model, checkpoint_callback):
-            self._log_checkpoints(checkpoint_callback)
-        else:
-            self._checkpoint_callbacks[id(checkpoint_callback)] = checkpoint_callback
-
-    def _log_checkpoints(self, callback: Any) -> None:
-        found = checkpoints.candidates(callback, self._logged_model_time)
-        if not found:
-            return
-        wandb = require("wandb", "wandb")
-        run = self._run()
-        if not self._checkpoint_name:
-            self._checkpoint_name = f"model-{run.id}"
-        for candidate in found:
-            try:
-                artifact = wandb.Artifact(
-                    name=self._checkpoint_name, type="model", metadata=checkpoints.metadata(callback, candidate)
-                )
-                # "mutable" copies the file now, so ModelCheckpoint may replace or delete it before the upload
-                artifact.add_file(candidate.path, name="model.ckpt", policy=self.add_file_policy)
-                self._remote.put(  # type: ignore[union-attr]  # _run() made it
-                    {"kind": "checkpoint", "artifact": artifact, "aliases": candidate.aliases, "path": candidate.path}
-                )
-            except Exception as err:  # a checkpoint that cannot be logged must not stop training
-                self._checkpoint_failures += 1
-                if self._checkpoint_failures == 1:
-                    warn(
-                        f"WandbLogger could not log the checkpoint {candidate.path} as an artifact "
-                        f"({type(err).__name__}: {err}). The file is still on disk; log it later with "
-                        "wandb.Artifact(...).add_file(path) and run.log_artifact(artifact). Further failures "
-                        "are not reported."
-                    )
-                continue
-            self._logged_model_time[candidate.path] = candidate.mtime
-
-    def use_artifact(self, artifact: str, artifact_type: str | None = None) -> Any:
-        """Mark an artifact (``"entity/project/name:alias"``) as used by this run and return it."""
-        if self._is_offline():
-            raise TracklightError(
-                f"use_artifact({artifact!r}) needs W&B online: an offline run cannot look artifacts up. "
-                "Fix: use an online run (offline=False, WANDB_MODE not 'offline'), or read the file directly."
-            )
-        return self.experiment.use_artifact(artifact, type=artifact_type)
-
-    @staticmethod
-    @rank_zero_only
-    def download_artifact(
-        artifact: str,
-        save_dir: str | os.PathLike[str] | None = None,
-        artifact_type: str | None = None,
-        use_artifact: bool | None = True,
-    ) -> str:
-        """Download an artifact (``"entity/project/name:alias"``) and return the directory it is in.
-
-        Through the active run when there is one and ``use_artifact`` is true (so the run records the use),
-        else through the W&B API.
-        """
-        wandb = require("wandb", "wandb")
-        run = wandb.run
-        mode = getattr(getattr(run, "settings", None), "mode", None) if run is not None else None
-        if mode in _OFFLINE_MODES or (run is None and os.environ.get("WANDB_MODE") in _OFFLINE_MODES):
-            raise TracklightError(
-                f"download_artifact({artifact!r}) needs W&B online, and the run or WANDB_MODE is offline. "
-                "Fix: download it from an online process (WANDB_MODE=online), e.g. before training starts."
-            )
-        if run is not None and use_artifact:
-            found = run.use_artifact(artifact)
-        else:
-            found = wandb.Api().artifact(artifact, type=artifact_type)
-        return str(found.download(root=None if save_dir is None else os.fspath(save_dir)))
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from tracklight._errors import warn
 from tracklight.loggers._remote_resume import ResumeState
-from tracklight.loggers._wandb_sink import WandbSink
+from tracklight.loggers.wandb.sink import WandbSink
 
 __all__ = ["check", "init_run", "wandb_step"]
 

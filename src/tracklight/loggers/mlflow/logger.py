@@ -3,7 +3,7 @@
 What reaches MLflow goes through :mod:`tracklight.delivery`: the training thread queues values and
 returns; a worker batches them to MLflow's limits, retries while the server is away, keeps them in a
 spill file when it stays away, and sends them when it returns. MLflow's own rules (which metric keys it
-takes, how long a value may be, how a run ends) live here and in ``tracklight.loggers._mlflow_sink``.
+takes, how long a value may be, how a run ends) live here and in ``tracklight.loggers.mlflow.sink``.
 """
 
 from __future__ import annotations
@@ -16,27 +16,26 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from tracklight import media
 from tracklight._errors import MissingDependencyError, TracklightWarning
 from tracklight._imports import is_available
 from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers._checkpoints import check_log_model, logs_every_save
-from tracklight.loggers._mlflow_backends import mlflow_module
-from tracklight.loggers._mlflow_keys import KeyMap, mlflow_key
-from tracklight.loggers._mlflow_store import resolve, use_as_default
 from tracklight.loggers._remote_resume import ResumeState
 from tracklight.loggers._starting import start_lock
-from tracklight.loggers.logger import Logger, rank_zero_experiment
+from tracklight.loggers.logger import rank_zero_experiment
+from tracklight.loggers.mlflow.backends import mlflow_module
+from tracklight.loggers.mlflow.keys import KeyMap, mlflow_key
+from tracklight.loggers.mlflow.media import MlflowMediaLogger
+from tracklight.loggers.mlflow.store import resolve, use_as_default
 from tracklight.params import flatten, sanitize, warn_conversions
 
 if TYPE_CHECKING:
-    import numpy as np
     from mlflow.tracking import MlflowClient
 
     from tracklight.delivery import Delivery, DeliveryReport
-    from tracklight.loggers._mlflow_artifacts import ArtifactStager
-    from tracklight.loggers._mlflow_sink import MlflowSink
+    from tracklight.loggers.mlflow.artifacts import ArtifactStager
+    from tracklight.loggers.mlflow.sink import MlflowSink
 
 __all__ = ["MLFlowLogger", "mlflow_key"]
 
@@ -48,7 +47,7 @@ LOCAL_FILE_URI_PREFIX = "file:"
 RUN_WAIT = 1.8
 
 
-class MLFlowLogger(Logger):
+class MLFlowLogger(MlflowMediaLogger):
     """Log to `MLflow <https://mlflow.org>`_ without ever making training wait on the tracking server.
 
     Takes Lightning's ``MLFlowLogger`` arguments with the same meaning. ``experiment`` is an
@@ -270,7 +269,7 @@ class MLFlowLogger(Logger):
         tracking server was never reached); what is left is kept on disk and reported with the command that
         sends it. The worker thread stops; logging again (``trainer.test`` after ``fit``) starts it again, on the
         same run."""
-        from tracklight.loggers._mlflow_sink import terminal_status
+        from tracklight.loggers.mlflow.sink import terminal_status
 
         if self._delivery is None:
             return
@@ -302,7 +301,7 @@ class MLFlowLogger(Logger):
         """The run to continue after a restart: ``run_id``, ``experiment_id`` (``None`` while the run is not created
         yet), the logger's local id (which finds the run, and the spill file, when it was not) and ``last_step``.
         Plain data; never waits for the server."""
-        from tracklight.loggers._mlflow_resume import state_of
+        from tracklight.loggers.mlflow.resume import state_of
 
         sink = self._sink
         return state_of(
@@ -321,40 +320,10 @@ class MLFlowLogger(Logger):
         gets the tag ``tracklight.resumed.<time>``, which ``tracklight`` honours; MLflow's UI still shows both).
         What the earlier process kept in its spill file is sent first. An explicit ``run_id`` wins; a state
         that cannot be used gives one warning and a new run."""
-        from tracklight.loggers._mlflow_resume import check
+        from tracklight.loggers.mlflow.resume import check
 
         self._resume.load(state, self._delivery is not None, ("run_id", "local_id"))
         check(self._resume, self._run_id, self._tracking_uri)
-
-    # ---- media: every kind becomes a run artifact -------------------------------------------------------
-
-    def _write_images(self, key: str, images: list[media.Image], step: int | None) -> None:
-        for image in images:
-            self._log_image_file(key, image.png(), step)
-        if any(image.caption for image in images):
-            self._say_once("captions", "MLFlowLogger: MLflow images have no captions, so captions are not stored.")
-
-    def _write_figure(self, key: str, figure: Any, step: int | None) -> None:
-        self._log_image_file(key, media.figure_png(figure), step)
-
-    def _write_text(self, key: str, text: str, step: int | None) -> None:
-        self._stage("text", key, step, "txt", text.encode("utf-8"))
-
-    def _write_table(self, key: str, table: media.Table, step: int | None) -> None:
-        from tracklight.loggers._mlflow_artifacts import table_json
-
-        self._stage("tables", key, step, "json", table_json(table.columns, table.rows))
-
-    def _write_histogram(self, key: str, values: np.ndarray, step: int | None, bins: Any) -> None:
-        from tracklight.loggers._mlflow_artifacts import table_json
-
-        counts, edges = media.histogram_counts(values, bins)
-        rows = [[float(a), float(b), int(c)] for a, b, c in zip(edges[:-1], edges[1:], counts, strict=False)]
-        extra = {"min": float(values.min()), "max": float(values.max()), "num": int(values.size)}
-        self._stage("histograms", key, step, "json", table_json(["left", "right", "count"], rows, extra))
-
-    def _write_audio(self, key: str, audio: media.Audio, step: int | None) -> None:
-        self._stage("audio", key, step, "wav", audio.wav())
 
     # ---- internals ----------------------------------------------------------------------------------
 
@@ -368,9 +337,9 @@ class MLFlowLogger(Logger):
     def _start(self) -> Delivery:
         if self._delivery is None:
             from tracklight.delivery import Delivery
-            from tracklight.loggers._mlflow_backends import client_is_mocked
-            from tracklight.loggers._mlflow_resume import continued
-            from tracklight.loggers._mlflow_sink import MlflowSink
+            from tracklight.loggers.mlflow.backends import client_is_mocked
+            from tracklight.loggers.mlflow.resume import continued
+            from tracklight.loggers.mlflow.sink import MlflowSink
 
             resumed = continued(self._resume, self._run_id)
             if resumed is not None:
@@ -432,48 +401,6 @@ class MLFlowLogger(Logger):
         delivery.put_many(items)
         if self._synchronous:
             self._report = delivery.drain(self._delivery_timeout)
-
-    def _stager(self) -> ArtifactStager:
-        if self._artifacts is None:
-            from tracklight.loggers._mlflow_artifacts import ArtifactStager
-
-            self._artifacts = ArtifactStager(os.path.join(self._local_dir, "tracklight-staging", self._local_id))
-        return self._artifacts
-
-    def _stage(self, kind: str, key: str, step: int | None, extension: str, content: bytes) -> None:
-        try:
-            items = self._stager().media(kind, key, step, extension, content)
-        except OSError as error:
-            self._not_staged(f"the {kind} {key!r}", error)
-            return
-        self._put(items)
-
-    def _log_image_file(self, key: str, png: bytes, step: int | None) -> None:
-        try:
-            items = self._stager().image(key, png, step)
-        except OSError as error:
-            self._not_staged(f"the image {key!r}", error)
-            return
-        if "images-tag" not in self._said:
-            self._said.add("images-tag")
-            items.append({"kind": "tag", "key": "mlflow.loggedImages", "value": "True"})
-        self._put(items)
-
-    def _log_checkpoints(self, callback: Any) -> None:
-        try:
-            items = self._stager().checkpoints(callback)
-        except OSError as error:
-            self._not_staged("checkpoints", error)
-            return
-        self._put(items)
-
-    def _not_staged(self, what: str, error: OSError) -> None:
-        """No disk takes a file waiting for upload: training goes on without it, and says so once."""
-        self._say_once(
-            "not-staged",
-            f"MLFlowLogger: {what} could not be written aside for upload, in {self._local_dir} nor in the temporary "
-            f"directory ({error}), so it is not uploaded (nor are later files while no disk takes them).",
-        )
 
     def _say_once(self, topic: str, message: str) -> None:
         if topic not in self._said:

@@ -17,11 +17,11 @@ from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight._resumed import SDK_MARK
 from tracklight.loggers import _checkpoints as checkpoints
-from tracklight.loggers import _comet_config as comet_config
-from tracklight.loggers._comet_sink import CometSink
 from tracklight.loggers._remote_resume import ResumeState, last_step_of, next_last_step
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
 from tracklight.loggers._starting import starts_once
+from tracklight.loggers.comet import config as comet_config
+from tracklight.loggers.comet.sink import CometSink
 from tracklight.loggers.logger import Logger, rank_zero_experiment
 from tracklight.params import flatten, nan_as_text, sanitize, warn_conversions
 

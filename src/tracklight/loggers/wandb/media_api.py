@@ -1,6 +1,6 @@
 """Lightning's ``WandbLogger`` media helpers (``log_image`` ... ``log_video``), which also serve tracklight's media API.
 
-Arguments are checked and turned into W&B data types here, on the calling thread (``_wandb_media`` does
+Arguments are checked and turned into W&B data types here, on the calling thread (``media`` does
 the conversion); the logger's ``_log_media`` queues the row for the delivery worker. Files the row needs
 until then (copies of the user's files, clips written as WAV) are removed once it was handed to W&B.
 """
@@ -15,7 +15,7 @@ from tracklight import media
 from tracklight._errors import TracklightError, warn
 from tracklight._imports import require
 from tracklight._rank import rank_zero_only
-from tracklight.loggers import _wandb_media as wandb_media
+from tracklight.loggers.wandb import media as wandb_media
 from tracklight.loggers.logger import Logger
 
 if TYPE_CHECKING:

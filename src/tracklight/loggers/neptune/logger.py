@@ -8,24 +8,23 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracklight import __version__, media
+from tracklight import __version__
 from tracklight._errors import MissingDependencyError, TracklightError, warn
 from tracklight._imports import is_available, is_instance_by_name, require
 from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
-from tracklight.loggers import _neptune_values as neptune_values
-from tracklight.loggers._neptune_resume import check, mark, with_id
-from tracklight.loggers._neptune_sink import NeptuneSink, root_of
 from tracklight.loggers._remote_resume import ResumeState, next_last_step
-from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery, media_weight
+from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery
 from tracklight.loggers._starting import starts_once
-from tracklight.loggers.logger import Logger, rank_zero_experiment
+from tracklight.loggers.logger import rank_zero_experiment
+from tracklight.loggers.neptune import values as neptune_values
+from tracklight.loggers.neptune.media import NeptuneMediaLogger
+from tracklight.loggers.neptune.resume import check, mark, with_id
+from tracklight.loggers.neptune.sink import NeptuneSink, root_of
 from tracklight.params import flatten, sanitize, warn_conversions
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from tracklight.delivery import DeliveryReport
 
 __all__ = ["NeptuneArgumentError", "NeptuneLogger"]
@@ -40,7 +39,7 @@ class NeptuneArgumentError(TracklightError, ValueError):
     """NeptuneLogger got arguments that do not go together (Lightning raised ``ValueError`` for these too)."""
 
 
-class NeptuneLogger(Logger):
+class NeptuneLogger(NeptuneMediaLogger):
     r"""Log to a `Neptune <https://neptune.ai>`_ run with the ``neptune`` client (1.x).
 
     Takes the arguments of Lightning's last ``NeptuneLogger`` (Lightning dropped the class in 2.6.4).
@@ -297,55 +296,6 @@ class NeptuneLogger(Logger):
     def _put(self, item: dict[str, Any], weight: int = 1) -> None:
         self._live()
         self._remote.put(item, weight)  # type: ignore[union-attr]  # _live() made it
-
-    # ---- media: through neptune's File types -------------------------------------------------------------
-
-    def _write_images(self, key: str, images: list[media.Image], step: int | None) -> None:
-        for index, image in enumerate(images):
-            self._append_image(key, image.png(), step, image.caption, quiet=index > 0)
-
-    def _append_image(
-        self, key: str, png: bytes, step: int | None, caption: str | None = None, quiet: bool = False
-    ) -> None:
-        item = {"kind": "image", "op": "append", "path": self._path(key), "value": png, "extension": "png"}
-        self._put({**item, "step": step, "name": caption, "quiet": quiet}, media_weight(len(png)))
-
-    def _write_histogram(self, key: str, values: np.ndarray, step: int | None, bins: Any) -> None:
-        # Neptune has no histogram type: the bins go in a CSV file, which the app shows as a table and a chart.
-        counts, edges = media.histogram_counts(values, bins)
-        rows = [[float(a), float(b), int(c)] for a, b, c in zip(edges[:-1], edges[1:], counts, strict=False)]
-        self._upload_file("histogram", key, step, media.Table(["left", "right", "count"], rows).csv(), "csv")
-
-    def _write_text(self, key: str, text: str, step: int | None) -> None:
-        path = self._path(key)
-        chunks = neptune_values.text_chunks(text)
-        if len(chunks) > 1:
-            self._say(
-                f"text:{path}",
-                f"NeptuneLogger: a text logged under {key!r} is longer than the {neptune_values.MAX_TEXT} characters a "
-                "Neptune string series keeps per entry, so it was split over consecutive entries "
-                "(reported once per key).",
-            )
-        for index, chunk in enumerate(chunks):
-            self._put({"kind": "text", "op": "append", "path": path, "value": chunk, "step": step, "quiet": index > 0})
-
-    def _write_audio(self, key: str, audio: media.Audio, step: int | None) -> None:
-        self._upload_file("audio", key, step, audio.wav(), "wav")
-
-    def _write_figure(self, key: str, figure: Any, step: int | None) -> None:
-        png = media.figure_png(figure) if media.is_figure(figure) else media.png_bytes(media.image_pixels(figure))
-        self._append_image(key, png, step)
-
-    def _write_table(self, key: str, table: media.Table, step: int | None) -> None:
-        self._upload_file("table", key, step, table.csv(), "csv")
-
-    def _upload_file(self, kind: str, key: str, step: int | None, content: str | bytes, extension: str) -> None:
-        """One file per call at ``<prefix>/<key>/step_<step>`` (``_1``, ``_2``... when a step repeats)."""
-        base = f"{self._path(key)}/" + ("unstepped" if step is None else f"step_{step}")
-        count = self._file_labels.get(base, 0)
-        self._file_labels[base] = count + 1
-        item = {"kind": kind, "op": "file", "path": base if count == 0 else f"{base}_{count}", "content": content}
-        self._put({**item, "extension": extension}, media_weight(len(content)))
 
     # ---- checkpoints -------------------------------------------------------------------------------------
 

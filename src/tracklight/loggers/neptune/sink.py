@@ -15,9 +15,9 @@ from typing import Any
 
 from tracklight._errors import TracklightError, warn
 from tracklight._imports import is_instance_by_name, require
-from tracklight.loggers import _neptune_values as neptune_values
-from tracklight.loggers._neptune_steps import SeriesSteps
 from tracklight.loggers._sdk_delivery import SdkSink
+from tracklight.loggers.neptune import values as neptune_values
+from tracklight.loggers.neptune.steps import SeriesSteps
 
 __all__ = ["NeptuneSink", "full_path", "root_of"]
 

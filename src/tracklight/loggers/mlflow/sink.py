@@ -2,7 +2,7 @@
 
 Runs on the delivery worker thread (and in ``python -m tracklight.delivery replay``), never on the
 training thread. MLflow is imported here, the first time the worker needs it; requests go through
-``tracklight.loggers._mlflow_backends``.
+``tracklight.loggers.mlflow.backends``.
 
 A run created here is tagged ``tracklight.local_id`` with the logger's local id (the one in the spill
 file's name). Replaying a spill file whose run was not created yet first looks for a run with that
@@ -25,8 +25,8 @@ from typing import Any
 
 from tracklight._errors import TracklightError, TracklightWarning
 from tracklight.delivery.spill import Item
-from tracklight.loggers._mlflow_backends import LOCAL_ID_TAG, Backend, connect, mlflow_module, upload
 from tracklight.loggers._remote_resume import ResumeState
+from tracklight.loggers.mlflow.backends import LOCAL_ID_TAG, Backend, connect, mlflow_module, upload
 
 __all__ = ["InvalidItem", "MlflowSink", "sink_from_target", "terminal_status"]
 
@@ -65,7 +65,7 @@ class MlflowSink:
             and create a new run rather than retry.
     """
 
-    factory = "tracklight.loggers._mlflow_sink:sink_from_target"
+    factory = "tracklight.loggers.mlflow.sink:sink_from_target"
     # MLflow's log_batch limits (mlflow.utils.validation): 1000 metrics, 100 params, 100 tags, 1000 in all.
     limits = {"metric": 1000, "param": 100, "tag": 100}
     max_items = 1000
