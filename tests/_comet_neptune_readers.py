@@ -179,8 +179,18 @@ def assert_steps_increase(run: NeptuneRun) -> int:
 # ---- the network ------------------------------------------------------------------------------------------
 
 
+def _loopback(host: Any) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def refuse_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Refuse every outbound connection and name lookup, and list the attempts (a network that is down)."""
+    """Refuse every outbound connection and name lookup, and list the attempts (a network that is down); this
+    machine's loopback stays open."""
     attempts: list[str] = []
     real_connect = socket.socket.connect
 
@@ -192,11 +202,20 @@ def refuse_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return call
 
     def connect(self: socket.socket, address: Any) -> Any:
-        if self.family == socket.AF_UNIX:
+        # A Unix socket or this machine's loopback is not the network: an SDK's own service socket, or a server an
+        # earlier test started on 127.0.0.1 and a background thread of its run still retrying.
+        if self.family == socket.AF_UNIX or (isinstance(address, tuple) and _loopback(address[0])):
             return real_connect(self, address)
         return refuse("connect")(self, address)
 
-    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if _loopback(host):
+            return real_getaddrinfo(host, *args, **kwargs)
+        return refuse("getaddrinfo")(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
     monkeypatch.setattr(socket.socket, "connect", connect)
     return attempts

@@ -93,5 +93,7 @@ def test_a_second_ctrl_c_under_a_trainer_ends_the_wait_for_a_server_that_went_do
     (spill,) = (tmp_path / "tracklight-spill").glob("mlflow-*.jsonl")
     assert f"python -m tracklight.delivery replay {spill}" in stderr
     kept = [json.loads(line) for line in spill.read_text().splitlines()[1:]]
-    assert kept[-1] == {**kept[-1], "kind": "status", "status": "FAILED"}  # Lightning finalizes with "failed"
+    # Lightning finalizes with "failed"; metrics that were in flight when the Ctrl-C came may be kept after it
+    statuses = [item for item in kept if item.get("kind") == "status"]
+    assert statuses and statuses[-1]["status"] == "FAILED", kept[-5:]
     assert any(item.get("key") == "train_loss" for item in kept)

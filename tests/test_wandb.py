@@ -258,7 +258,8 @@ def test_resume_by_id_continues_the_run_and_its_steps(tmp_path):
     end_run()
     before, after = read_runs(tmp_path / "w")
     assert before.run_id == after.run_id == second_logger.version == "resume-me"
-    assert after.resume and after.exit_code == 0
+    # the checkpoint holds tracklight's record, so the run is continued rewound to the checkpoint's W&B step
+    assert after.branch_step is not None and after.exit_code == 0
     assert [step for step, _ in before.values("train_loss_step")] == [0, 1, 2, 3]
     assert [step for step, _ in after.values("train_loss_step")] == [4, 5, 6, 7]
     assert after.config["lr"] == 0.1

@@ -182,6 +182,8 @@ class Mirror:
                 self._failed(error)
                 next_pass = started + min(BACKOFF_MAX, INTERVAL * 2 ** (failures - 1))
                 retry_floor = started + INTERVAL
+                if self._resting_after_failure(started):
+                    return
                 continue
             failures = 0
             if self._said_down:
@@ -194,6 +196,20 @@ class Mirror:
             elif started - idle_since >= IDLE_EXIT and self._sync_request <= started:
                 self._thread = None
                 return
+
+    def _resting_after_failure(self, started: float) -> bool:
+        """After a failed pass: rest (end the thread) when nothing local waits to be sent and nobody waits on a
+        sync. A store that went away after everything was uploaded is then not polled forever; the next write
+        wakes the thread, and its first pass lists the store again (``_verify_due``)."""
+        if self._sync_request > started:
+            return False
+        try:
+            if self._changed():
+                return False
+        except OSError:
+            return False
+        self._thread = None
+        return True
 
     def _held(self) -> dict[str, Hashable]:
         """The files a writer holds in memory, because the staging disk refused them: their tokens."""

@@ -302,4 +302,9 @@ def _run_name() -> str | None:
     if not (isinstance(predicates, list | tuple) and predicates and isinstance(nouns, list | tuple) and nouns):
         return None  # MLflow moved them, or a stubbed mlflow
     generator = random.Random()
-    return f"{generator.choice(predicates)}-{generator.choice(nouns)}-{generator.randint(0, 999)}".lower()[:20]
+    name = ""
+    for _ in range(100):  # as MLflow does: draw again while the name is longer than 20 characters (never cut it)
+        name = f"{generator.choice(predicates)}-{generator.choice(nouns)}-{generator.randint(0, 999)}".lower()
+        if len(name) <= 20:
+            break
+    return name

@@ -15,14 +15,14 @@ from tracklight._imports import is_available, require
 from tracklight._metrics import check_step, to_number
 from tracklight._rank import global_rank, rank_zero_only
 from tracklight.loggers import _checkpoints as checkpoints
-from tracklight.loggers.wandb import media as wandb_media
 from tracklight.loggers._remote_resume import ResumeState, next_last_step
 from tracklight.loggers._sdk_delivery import DEFAULT_TIMEOUT, REMOVE, SdkDelivery
 from tracklight.loggers._starting import starts_once
+from tracklight.loggers.logger import rank_zero_experiment
+from tracklight.loggers.wandb import media as wandb_media
 from tracklight.loggers.wandb.artifacts import OFFLINE_MODES, WandbArtifactLogger
 from tracklight.loggers.wandb.resume import check, init_run, wandb_step
 from tracklight.loggers.wandb.sink import WandbSink, run_folder, wait_until_closed
-from tracklight.loggers.logger import rank_zero_experiment
 from tracklight.params import nan_as_text, sanitize, warn_conversions
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from tracklight import media
 from tracklight._errors import TracklightError, warn
 from tracklight._imports import require
 from tracklight._rank import rank_zero_only
-from tracklight.loggers.wandb import media as wandb_media
 from tracklight.loggers.logger import Logger
+from tracklight.loggers.wandb import media as wandb_media
 
 if TYPE_CHECKING:
     import numpy as np
