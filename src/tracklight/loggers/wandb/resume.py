@@ -52,7 +52,7 @@ def init_run(wandb: Any, arguments: dict[str, Any], resume: ResumeState) -> Any:
     if state is None:
         return wandb.init(**arguments)
     arguments = {**arguments, "id": state["id"], "resume": "allow"}
-    step = state.get("wandb_step")
+    step = _rewind_step(state, arguments.get("dir"))
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         return wandb.init(**arguments)
     rewind = {key: value for key, value in arguments.items() if key not in ("id", "resume")}
@@ -65,3 +65,29 @@ def init_run(wandb: Any, arguments: dict[str, Any], resume: ResumeState) -> Any:
             f"{state.get('last_step')} stay beside the new ones. Fix: enable run rewinding for the project."
         )
         return wandb.init(**arguments)
+
+
+def _rewind_step(state: dict[str, Any], save_dir: Any) -> Any:
+    """W&B's step to rewind to: that of the last row the checkpoint covers. ``wandb_step`` is the last row queued
+    when the checkpoint was saved; a Trainer logs the values of the batch it saves in right after saving (the
+    record's ``last_step`` says so), so where the earlier process's run file is on this machine, its last row at
+    a trainer step up to ``last_step`` is kept too (rows after it are superseded)."""
+    step = state.get("wandb_step")
+    last_step = state.get("last_step")
+    if save_dir is None or not isinstance(last_step, int) or not isinstance(step, int) or isinstance(step, bool):
+        return step
+    try:
+        from tracklight.runs._wandb import read_run, run_files
+
+        files = run_files(save_dir, str(state["id"]))
+        rows = read_run(files[-1]).history if files else []
+    except Exception:  # no readable file (an online run elsewhere, a damaged file): W&B's step as saved
+        return step
+    covered = [
+        row["_step"]
+        for row in rows
+        if isinstance(row.get("_step"), int)
+        and isinstance(row.get("trainer/global_step"), int | float)
+        and row["trainer/global_step"] <= last_step
+    ]
+    return max([step, *covered])
