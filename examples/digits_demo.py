@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     csv_run = next(shown(b.log_dir) for b in logger.loggers if isinstance(b, pl_loggers.CSVLogger))
     tracklight = this_environment("tracklight")
     print(
-        "\nEvery run, whatever wrote it, from the command line (pip install 'tracklight[cli]'):\n"
+        "\nEvery run, whatever wrote it, from the command line (the 'cli' extra, which scripts/demo.sh installs):\n"
         f"  {tracklight} ls {shlex.quote(shown(args.save_dir))}\n"
         f"  {tracklight} plot {shlex.quote(csv_run)} -m 'val/*' -o val.png   (without -o: in the terminal)"
     )
