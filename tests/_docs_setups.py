@@ -22,6 +22,7 @@ so its hooks really run), and undoes what it set up when the block is done.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -181,6 +182,11 @@ def _s3_run(root: Path) -> Iterator[tuple[Namespace, None]]:
         ]
         Trainer(logger=loggers).fit(_logging_model())
         yield {}, None
+        # The server stops after this block: end the runs' upload threads first, so none meets the stopped server
+        # (and warns in whatever test runs then).
+        for thread in threading.enumerate():
+            if thread.name == "tracklight-upload" and hasattr(thread, "stop"):
+                thread.stop()
 
 
 SETUPS: dict[str, Setup] = {

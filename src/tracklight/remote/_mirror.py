@@ -179,11 +179,11 @@ class Mirror:
             except Exception as error:
                 failures += 1
                 self._verify_due = self._unverified = True  # the store may come back empty (a bucket made again)
+                if self._resting_after_failure(started):
+                    return  # nothing at risk, so nothing to say: the next write tries (and says) again
                 self._failed(error)
                 next_pass = started + min(BACKOFF_MAX, INTERVAL * 2 ** (failures - 1))
                 retry_floor = started + INTERVAL
-                if self._resting_after_failure(started):
-                    return
                 continue
             failures = 0
             if self._said_down:
